@@ -1,0 +1,60 @@
+"""Residual block of the attentive-recurrent network."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tf_deraindrop")
+class ResidualBlock(keras.layers.Layer):
+    """`x -> ReLU(ReLU(conv(ReLU(conv(x)))) + x)`, the authors' `det_conv1..5`.
+
+    Both convolutions keep the channel count and the size (3x3, stride 1,
+    symmetric zero padding 1, which is Keras' `"same"` at stride 1).
+
+    Args:
+        filters: channels in and out.
+        kernel_size: size of both square convolutions.
+
+    Example:
+        >>> block = ResidualBlock(32)
+        >>> block(keras.ops.ones((1, 16, 16, 32))).shape
+        (1, 16, 16, 32)
+    """
+
+    def __init__(self, filters: int = 32, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.conv_a = keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            activation="relu",
+            name="conv_a",
+            dtype=self.dtype_policy,
+        )
+        self.conv_b = keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            activation="relu",
+            name="conv_b",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        self.conv_a.build(input_shape)
+        self.conv_b.build(tuple(input_shape[:-1]) + (self.filters,))
+
+    def call(self, inputs):
+        return ops.relu(self.conv_b(self.conv_a(inputs)) + inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "kernel_size": self.kernel_size})
+        return config
