@@ -1,0 +1,31 @@
+"""Shared test fixtures: quiet TensorFlow, the real photos in ../shared, small sizes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_raindrops_dir() -> Path:
+    """`../shared/data/real_raindrops` (two real 720 x 480 rainy photos), or skip."""
+    path = SHARED_DATA / "real_raindrops"
+    if not (path / "case1.jpg").is_file():
+        pytest.skip(f"real raindrop photos not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def raindrop_pairs_dir() -> Path:
+    """`../shared/data/raindrop_pairs` (one real pair in the Raindrop layout), or skip."""
+    path = SHARED_DATA / "raindrop_pairs"
+    if not (path / "data" / "0_rain.png").is_file():
+        pytest.skip(f"real raindrop pair not found at {path}")
+    return path
