@@ -158,3 +158,16 @@ def test_conv_lstm_zero_state_equals_explicit_zeros():
     h1, c1 = cell(x, (zeros, zeros))
     np.testing.assert_allclose(np.asarray(h0), np.asarray(h1), atol=1e-6)
     np.testing.assert_allclose(np.asarray(c0), np.asarray(c1), atol=1e-6)
+
+
+def test_residual_block_skips_outer_relu_only_when_that_is_exact():
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal((1, 8, 8, 4))).astype(np.float32)
+    general = ResidualBlock(4)
+    fast = ResidualBlock(4, nonnegative_inputs=True)
+    general.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(general.get_weights())
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(general(x)), atol=1e-6)
+    negative = -x
+    assert np.asarray(general(negative)).min() >= 0

@@ -175,10 +175,8 @@ def assign_state_dict(generator: Generator, state: dict[str, np.ndarray]) -> Gen
     for i, block in enumerate(g.det_blocks, 1):
         put(block.conv_a, f"det_conv{i}.0")
         put(block.conv_b, f"det_conv{i}.2")
-    gates = [_keras_kernel(state, f"conv_{gate}.0") for gate in "ifgo"]
-    g.lstm.set_weights(
-        [np.concatenate([k for k, _ in gates], axis=-1), np.concatenate([b for _, b in gates])]
-    )
+    for gate, conv in g.lstm.gates.items():
+        put(conv, f"conv_{gate}.0")
     put(g.det_conv_mask, "det_conv_mask.0")
     for i in range(1, 11):
         put(getattr(g, f"conv{i}"), f"conv{i}.0")

@@ -59,7 +59,10 @@ class Generator(keras.Model):
 
         # Attentive-recurrent network.
         self.det_conv0 = _conv(32, 3, "det_conv0", p)
-        self.det_blocks = [ResidualBlock(32, name=f"det_conv{i}", dtype=p) for i in range(1, 6)]
+        self.det_blocks = [
+            ResidualBlock(32, nonnegative_inputs=True, name=f"det_conv{i}", dtype=p)
+            for i in range(1, 6)
+        ]
         self.lstm = ConvLSTMCell(32, name="conv_lstm", dtype=p)
         self.det_conv_mask = _conv(1, 3, "det_conv_mask", p, activation=None)
 

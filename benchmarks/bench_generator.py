@@ -1,0 +1,121 @@
+"""Generator forward speed: Keras (TF, with and without XLA) against PyTorch, same weights.
+
+Also measures this CPU's float32 matrix-multiply rate with numpy in the same
+run, and states each implementation's achieved GFLOP/s against it: the
+"float32 floor" is the time the generator's multiply-adds would take at that
+rate.
+
+    python benchmarks/bench_generator.py            # 480 x 720, the paper's frame
+    python benchmarks/bench_generator.py --quick    # 96 x 128, a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+
+
+def generator_macs(height: int, width: int) -> int:
+    """Multiply-adds of one generator forward pass, layer by layer (spec section 2)."""
+    full, half, quarter = height * width, height * width // 4, height * width // 16
+    arn = (4 * 32 * 9 + 10 * 32 * 32 * 9 + 4 * 64 * 32 * 9 + 32 * 9) * full
+    arn = 4 * arn  # counted as the authors' code runs it, zero state included
+    ae = 4 * 64 * 25 * full
+    ae += (64 * 128 * 9 + 128 * 128 * 9) * half
+    ae += (128 * 256 * 9 + 2 * 256 * 256 * 9 + 4 * 256 * 256 * 9 + 2 * 256 * 256 * 9) * quarter
+    ae += 256 * 3 * 9 * quarter
+    ae += 256 * 128 * 16 * quarter  # transposed conv: every input pixel meets 4x4 taps
+    ae += (128 * 128 * 9 + 128 * 3 * 9) * half
+    ae += 128 * 64 * 16 * half
+    ae += (64 * 32 * 9 + 32 * 3 * 9) * full
+    return arn + ae
+
+
+def time_it(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def numpy_matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    best = min(time_it(lambda: a @ b, repeats, warmup=2))
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=720)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="96 x 128, one repeat")
+    parser.add_argument("--skip-torch", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.height, args.width, args.repeats = 96, 128, 2
+
+    import keras
+    import tensorflow as tf
+    import torch
+
+    from tests.torch_reference import ReferenceGenerator, he_init_
+    from tf_deraindrop.checkpoint import import_official_checkpoint
+
+    torch.set_num_threads(args.threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+
+    reference = he_init_(ReferenceGenerator(), seed=0).eval()
+    path = "/tmp/bench_generator_gen.pkl"
+    torch.save(reference.state_dict(), path)
+    generator = import_official_checkpoint(path)
+
+    h, w = args.height, args.width
+    image = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
+    flops = 2 * generator_macs(h, w)
+    matmul = numpy_matmul_gflops()
+    floor = flops / (matmul * 1e9)
+    print(f"frame {h} x {w}: {flops / 1e9:.0f} GFLOP per forward pass (the authors' network)")
+    print(f"numpy float32 matmul: {matmul:.0f} GFLOP/s -> float32 floor {floor:.2f} s per frame")
+
+    x = tf.constant(image)
+    results = {}
+    for name, jit in (("keras-tf", False), ("keras-tf-xla", True)):
+        fn = tf.function(lambda t: generator(t, training=False)["outputs"][-1], jit_compile=jit)
+        results[name] = time_it(lambda fn=fn: fn(x).numpy(), args.repeats)
+    if not args.skip_torch:
+        t_in = torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(0, 3, 1, 2)))
+
+        def torch_forward():
+            with torch.inference_mode():
+                reference(t_in)
+
+        results["pytorch"] = time_it(torch_forward, args.repeats)
+
+    print(f"\n{'implementation':<16}{'median s':>10}{'GFLOP/s':>10}{'x floor':>9}{'vs torch':>10}")
+    torch_s = statistics.median(results["pytorch"]) if "pytorch" in results else None
+    for name, times in results.items():
+        s = statistics.median(times)
+        vs = f"{torch_s / s:.2f}x" if torch_s else "-"
+        print(f"{name:<16}{s:>10.2f}{flops / s / 1e9:>10.0f}{s / floor:>9.2f}{vs:>10}")
+    print(f"\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
+          f"{args.threads} threads")
+
+
+if __name__ == "__main__":
+    main()
