@@ -1,0 +1,546 @@
+"""Checks a dataset in the Raindrop layout and prepares it for training.
+
+Usage:
+    python -m data_tools.prepare --data-dir raindrop/train
+    python -m data_tools.prepare --data-dir raindrop/train --tfrecords records/train
+    python -m data_tools.prepare --data-dir D --threshold 35 --reduce sum --close 5 --open 5
+
+The layout is the authors': `<split>/data/<k>_rain.png` and
+`<split>/gt/<k>_clean.png` (some copies use .jpg). For every pair this tool
+checks that both files exist, are readable images and have the same size,
+estimates the global shift between them by phase correlation, computes the
+raindrop mask (spec section 5) into `mask/<k>_mask.png`, writes a contact
+sheet of a few pairs with their masks, and optionally sharded TFRecords.
+
+Problems (missing partner, unreadable or non-image file, size mismatch,
+image too small, misalignment above `--max-shift`, empty or missing folder)
+are listed in a table at the end and make the exit status 1; pairs with a
+problem get no mask and are left out of the TFRecords. Exit status 2 is a
+usage error (such as a missing `--data-dir`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from tf_deraindrop.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_uint8, write_image
+from tf_deraindrop.masks import compute_mask
+
+_RAIN = re.compile(r"^(?P<key>.+)_rain$")
+_CLEAN = re.compile(r"^(?P<key>.+)_clean$")
+
+
+@dataclass
+class Problem:
+    """One problem found in a dataset."""
+
+    kind: str
+    path: str
+    detail: str
+
+
+@dataclass
+class PairReport:
+    """What was measured on one pair."""
+
+    key: str
+    rainy: Path | None = None
+    clean: Path | None = None
+    height: int = 0
+    width: int = 0
+    shift: tuple[float, float] | None = None
+    coverage: float | None = None
+    mask_path: Path | None = None
+    mask_source: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.rainy is not None and self.clean is not None
+
+
+@dataclass
+class DatasetReport:
+    """Everything `check_dataset` found."""
+
+    data_dir: Path
+    pairs: list[PairReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def all_problems(self) -> list[Problem]:
+        return self.problems + [p for pair in self.pairs for p in pair.problems]
+
+    @property
+    def good_pairs(self) -> list[PairReport]:
+        return [pair for pair in self.pairs if pair.ok]
+
+
+def _natural_key(key: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key))
+
+
+def _scan_folder(folder: Path, pattern: re.Pattern, report: DatasetReport) -> dict[str, Path]:
+    """`{key: path}` of a data/ or gt/ folder; problems go into the report."""
+    if not folder.is_dir():
+        report.problems.append(Problem("missing folder", str(folder), "folder not found"))
+        return {}
+    found: dict[str, Path] = {}
+    images = 0
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.problems.append(Problem("not an image", str(path), "not an image file (suffix)"))
+            continue
+        images += 1
+        match = pattern.match(path.stem)
+        if match is None:
+            expected = "<k>_rain" if pattern is _RAIN else "<k>_clean"
+            report.problems.append(
+                Problem("bad name", str(path), f"name should be {expected}.<ext>")
+            )
+            continue
+        key = match.group("key")
+        if key in found:
+            report.problems.append(
+                Problem("duplicate", str(path), f"same pair as {found[key].name}")
+            )
+            continue
+        found[key] = path
+    if images == 0:
+        report.problems.append(Problem("empty folder", str(folder), "no image files"))
+    return found
+
+
+def estimate_shift(rainy: np.ndarray, clean: np.ndarray, upsample: int = 10) -> tuple[float, float]:
+    """Global displacement `(dy, dx)` in pixels of the rainy image's content
+    relative to the clean one, by phase correlation of the luma.
+
+    A positive `dy` means the scene sits lower in the rainy image.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    weights = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    shift, _, _ = phase_cross_correlation(
+        clean @ weights, rainy @ weights, upsample_factor=upsample
+    )
+    # + 0.0 turns -0.0 into 0.0 for the report.
+    return float(-shift[0]) + 0.0, float(-shift[1]) + 0.0
+
+
+def check_dataset(
+    data_dir: str | os.PathLike,
+    write_masks: bool = True,
+    mask_kwargs: dict | None = None,
+    max_shift: float = 2.0,
+    min_size: int = 224,
+    progress: bool = True,
+    mask_dir: str | os.PathLike | None = None,
+    overwrite_masks: bool = False,
+) -> DatasetReport:
+    """Checks every pair of a Raindrop-layout folder and writes its masks.
+
+    Args:
+        data_dir: the split folder holding `data/` and `gt/`.
+        write_masks: write `mask/<k>_mask.png` (0 or 255) for each good pair.
+        mask_kwargs: `compute_mask` arguments (threshold, reduce, close_size,
+            open_size).
+        max_shift: largest tolerated global misalignment in pixels.
+        min_size: smallest tolerated shorter side in pixels (training crops
+            are 224 x 224).
+        progress: show a tqdm progress bar.
+        mask_dir: where masks go (default `<data_dir>/mask`).
+        overwrite_masks: recompute masks that already exist there (by
+            default they are kept: a synthetic dataset's masks are exact).
+
+    Returns:
+        A `DatasetReport`; `report.all_problems()` is empty for a clean dataset.
+
+    Example:
+        >>> report = check_dataset("raindrop/test_a")
+        >>> [p.kind for p in report.all_problems()]
+    """
+    data_dir = Path(data_dir)
+    report = DatasetReport(data_dir)
+    rainy = _scan_folder(data_dir / "data", _RAIN, report)
+    clean = _scan_folder(data_dir / "gt", _CLEAN, report)
+    mask_dir = Path(mask_dir) if mask_dir is not None else data_dir / "mask"
+    for key in sorted(set(rainy) | set(clean), key=_natural_key):
+        pair = PairReport(key, rainy.get(key), clean.get(key))
+        report.pairs.append(pair)
+        if pair.clean is None:
+            pair.problems.append(
+                Problem("missing partner", str(pair.rainy), f"no gt/{key}_clean.* for it")
+            )
+        if pair.rainy is None:
+            pair.problems.append(
+                Problem("missing partner", str(pair.clean), f"no data/{key}_rain.* for it")
+            )
+
+    for pair in tqdm(report.pairs, desc="checking", unit="pair", disable=not progress):
+        if pair.problems:
+            continue
+        images = {}
+        for role, path in (("rainy", pair.rainy), ("clean", pair.clean)):
+            try:
+                images[role] = read_image(path)
+            except ImageReadError as err:
+                pair.problems.append(Problem("unreadable", str(path), str(err).split(": ", 1)[-1]))
+        if len(images) < 2:
+            continue
+        rainy_img, clean_img = images["rainy"], images["clean"]
+        pair.height, pair.width = rainy_img.shape[:2]
+        if rainy_img.shape != clean_img.shape:
+            pair.problems.append(
+                Problem(
+                    "size mismatch",
+                    str(pair.rainy),
+                    f"{rainy_img.shape[1]} x {rainy_img.shape[0]}, but {pair.clean.name} is "
+                    f"{clean_img.shape[1]} x {clean_img.shape[0]}",
+                )
+            )
+            continue
+        if min(rainy_img.shape[:2]) < min_size:
+            pair.problems.append(
+                Problem(
+                    "too small",
+                    str(pair.rainy),
+                    f"{pair.width} x {pair.height}, shorter side below {min_size} px",
+                )
+            )
+            continue
+        pair.shift = estimate_shift(rainy_img, clean_img)
+        if max(abs(pair.shift[0]), abs(pair.shift[1])) > max_shift:
+            pair.problems.append(
+                Problem(
+                    "misaligned",
+                    str(pair.rainy),
+                    f"shifted by (dy, dx) = ({pair.shift[0]:+.1f}, {pair.shift[1]:+.1f}) px "
+                    f"against {pair.clean.name} (limit {max_shift:g})",
+                )
+            )
+            continue
+        mask_path = mask_dir / f"{pair.key}_mask.png"
+        if mask_path.is_file() and not overwrite_masks:
+            try:
+                mask = read_mask(mask_path)
+            except ImageReadError as err:
+                pair.problems.append(
+                    Problem("unreadable", str(mask_path), str(err).split(": ", 1)[-1])
+                )
+                continue
+            if mask.shape != rainy_img.shape[:2]:
+                pair.problems.append(
+                    Problem(
+                        "size mismatch",
+                        str(mask_path),
+                        f"{mask.shape[1]} x {mask.shape[0]}, "
+                        f"but the pair is {pair.width} x {pair.height}",
+                    )
+                )
+                continue
+            pair.mask_path, pair.mask_source = mask_path, "kept"
+        else:
+            mask = compute_mask(rainy_img, clean_img, **(mask_kwargs or {}))
+            pair.mask_source = "computed"
+            if write_masks:
+                write_image(mask_path, mask.astype(np.uint8) * 255)
+                pair.mask_path = mask_path
+        pair.coverage = float(mask.mean())
+    return report
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A mask image as bool `(H, W)`: True where it is bright (>= 50 %)."""
+    return read_image(path).mean(axis=-1) >= 0.5
+
+
+def _thumbnail(image: np.ndarray, width: int) -> Image.Image:
+    pil = Image.fromarray(to_uint8(image) if image.dtype != np.uint8 else image)
+    height = max(1, round(pil.height * width / pil.width))
+    return pil.resize((width, height), Image.BILINEAR)
+
+
+def write_contact_sheet(
+    report: DatasetReport,
+    path: str | os.PathLike,
+    num_pairs: int = 4,
+    tile_width: int = 240,
+    mask_kwargs: dict | None = None,
+) -> int:
+    """PNG of a few good pairs, one per row: rainy, clean, mask overlaid in red.
+
+    Pairs are taken evenly spread over the dataset. Returns the number shown.
+    """
+    good = report.good_pairs
+    if not good or num_pairs < 1:
+        return 0
+    picks = [
+        good[i]
+        for i in np.linspace(0, len(good) - 1, min(num_pairs, len(good))).round().astype(int)
+    ]
+    picks = list({pair.key: pair for pair in picks}.values())
+    label_h = 16
+    rows = []
+    for pair in picks:
+        rainy, clean = read_image(pair.rainy), read_image(pair.clean)
+        if pair.mask_path is not None:
+            mask = read_mask(pair.mask_path)
+        else:
+            mask = compute_mask(rainy, clean, **(mask_kwargs or {}))
+        overlay = rainy.copy()
+        overlay[mask] = 0.5 * overlay[mask] + 0.5 * np.asarray([1.0, 0.0, 0.0], dtype=np.float32)
+        tiles = [_thumbnail(x, tile_width) for x in (rainy, clean, overlay)]
+        row = Image.new("RGB", (3 * tile_width, tiles[0].height + label_h), "white")
+        for i, tile in enumerate(tiles):
+            row.paste(tile, (i * tile_width, label_h))
+        shift = f"shift ({pair.shift[0]:+.1f}, {pair.shift[1]:+.1f}) px" if pair.shift else ""
+        coverage = 100 * float(mask.mean())
+        text = f"{pair.key}: rainy | clean | mask {coverage:.1f} %  {shift}"
+        ImageDraw.Draw(row).text((4, 2), text, fill="black")
+        rows.append(row)
+    sheet = Image.new("RGB", (3 * tile_width, sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height
+    write_image(path, np.asarray(sheet))
+    return len(picks)
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain-text table with aligned columns."""
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def write_report_csv(report: DatasetReport, path: str | os.PathLike) -> None:
+    """Per-pair CSV: key, files, size, shift, mask coverage, problems (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "key",
+                "rainy",
+                "clean",
+                "height",
+                "width",
+                "shift_y",
+                "shift_x",
+                "coverage",
+                "problems",
+            ]
+        )
+        for pair in report.pairs:
+            writer.writerow(
+                [
+                    pair.key,
+                    pair.rainy or "",
+                    pair.clean or "",
+                    pair.height or "",
+                    pair.width or "",
+                    "" if pair.shift is None else f"{pair.shift[0]:.2f}",
+                    "" if pair.shift is None else f"{pair.shift[1]:.2f}",
+                    "" if pair.coverage is None else f"{pair.coverage:.4f}",
+                    "; ".join(p.kind for p in pair.problems),
+                ]
+            )
+    os.replace(tmp, path)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_tools.prepare",
+        description="Check a Raindrop-layout dataset (data/<k>_rain.*, gt/<k>_clean.*), "
+        "compute its masks, write a contact sheet and optionally TFRecords.",
+    )
+    parser.add_argument("--data-dir", required=True, help="split folder holding data/ and gt/")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=30.0,
+        help="mask threshold on the 0..255 scale (default 30; "
+        "the TF port's recipe: 35 with --reduce sum --close 5 --open 5)",
+    )
+    parser.add_argument(
+        "--reduce",
+        choices=("max", "sum"),
+        default="max",
+        help="combine channel differences (default max)",
+    )
+    parser.add_argument(
+        "--close",
+        type=int,
+        default=0,
+        help="size of a square morphological closing of the mask (default 0: none)",
+    )
+    parser.add_argument(
+        "--open",
+        type=int,
+        default=0,
+        help="size of a square morphological opening after it (default 0: none)",
+    )
+    parser.add_argument("--no-masks", action="store_true", help="do not write mask/<k>_mask.png")
+    parser.add_argument("--mask-dir", help="where masks go (default: <data-dir>/mask)")
+    parser.add_argument(
+        "--overwrite-masks",
+        action="store_true",
+        help="recompute masks that already exist (default: keep them, e.g. exact synthetic masks)",
+    )
+    parser.add_argument(
+        "--max-shift",
+        type=float,
+        default=2.0,
+        help="largest tolerated misalignment in px (default 2)",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=224,
+        help="smallest tolerated shorter side in px (default 224)",
+    )
+    parser.add_argument("--contact-sheet", help="PNG path (default: <data-dir>/contact_sheet.png)")
+    parser.add_argument(
+        "--contact-pairs",
+        type=int,
+        default=4,
+        help="pairs on the contact sheet (default 4; 0: none)",
+    )
+    parser.add_argument("--report", help="also write a per-pair CSV report here")
+    parser.add_argument(
+        "--tfrecords", help="write sharded TFRecords of the good pairs into this folder"
+    )
+    parser.add_argument("--num-shards", type=int, default=4, help="TFRecord shards (default 4)")
+    parser.add_argument(
+        "--prefix", default=None, help="TFRecord shard name prefix (default: the data-dir's name)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        print(f"error: --data-dir {data_dir}: no such folder", file=sys.stderr)
+        return 2
+    if not (data_dir / "data").is_dir() and not (data_dir / "gt").is_dir():
+        splits = sorted(p.name for p in data_dir.iterdir() if (p / "data").is_dir())
+        hint = f"; it holds the splits {', '.join(splits)}: pass one of them" if splits else ""
+        print(f"error: --data-dir {data_dir}: no data/ or gt/ folder{hint}", file=sys.stderr)
+        return 2
+    if args.threshold <= 0 or args.num_shards < 1 or args.contact_pairs < 0:
+        print(
+            "error: --threshold and --num-shards must be positive, --contact-pairs >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    mask_dir = Path(args.mask_dir) if args.mask_dir else data_dir / "mask"
+    mask_kwargs = {
+        "threshold": args.threshold / 255.0,
+        "reduce": args.reduce,
+        "close_size": args.close,
+        "open_size": args.open,
+    }
+    try:
+        report = check_dataset(
+            data_dir,
+            write_masks=not args.no_masks,
+            mask_kwargs=mask_kwargs,
+            max_shift=args.max_shift,
+            min_size=args.min_size,
+            progress=not args.quiet,
+            mask_dir=mask_dir,
+            overwrite_masks=args.overwrite_masks,
+        )
+        good = report.good_pairs
+        shown = 0
+        if args.contact_pairs:
+            sheet = (
+                Path(args.contact_sheet) if args.contact_sheet else data_dir / "contact_sheet.png"
+            )
+            shown = write_contact_sheet(report, sheet, args.contact_pairs, mask_kwargs=mask_kwargs)
+            if shown:
+                print(f"contact sheet of {shown} pairs: {sheet}")
+        if args.report:
+            write_report_csv(report, args.report)
+            print(f"report: {args.report}")
+        if args.tfrecords and good:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            from tf_deraindrop.records import write_tfrecords
+
+            pairs = [
+                {
+                    "rainy": p.rainy,
+                    "clean": p.clean,
+                    "mask": p.mask_path,
+                    "name": p.key,
+                }
+                for p in good
+            ]
+            shards = write_tfrecords(
+                pairs,
+                args.tfrecords,
+                num_shards=args.num_shards,
+                prefix=args.prefix or data_dir.name or "train",
+                mask_kwargs=mask_kwargs,
+                progress=not args.quiet,
+            )
+            print(f"wrote {len(good)} pairs into {len(shards)} TFRecord shards in {args.tfrecords}")
+        elif args.tfrecords:
+            print("no good pairs: no TFRecords written", file=sys.stderr)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    shifts = np.asarray([p.shift for p in report.pairs if p.shift is not None])
+    coverages = np.asarray([p.coverage for p in report.pairs if p.coverage is not None])
+    print(f"{data_dir}: {len(report.pairs)} pairs, {len(good)} good")
+    if len(shifts):
+        magnitude = np.abs(shifts).max(axis=1)
+        print(
+            f"  shift (px, larger axis): median {np.median(magnitude):.2f}, "
+            f"max {magnitude.max():.2f}"
+        )
+    kept = sum(p.mask_source == "kept" for p in report.pairs)
+    computed = sum(p.mask_source == "computed" for p in report.pairs)
+    where = "" if args.no_masks else f" into {mask_dir}"
+    print(
+        f"  masks: {computed} computed{where}, {kept} existing kept "
+        "(--overwrite-masks recomputes them)"
+    )
+    if len(coverages):
+        print(
+            f"  mask coverage: mean {100 * coverages.mean():.1f} %, "
+            f"min {100 * coverages.min():.1f} %, max {100 * coverages.max():.1f} %"
+        )
+    problems = report.all_problems()
+    if problems:
+        print(f"\n{len(problems)} problem(s):")
+        print(
+            format_table(
+                [(p.kind, p.path, p.detail) for p in problems], ("problem", "file", "detail")
+            )
+        )
+        return 1
+    print("no problems found")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

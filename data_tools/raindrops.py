@@ -1,0 +1,339 @@
+"""Physically motivated synthetic raindrops on a glass pane in front of a camera.
+
+Image model (spec section 1): `I = (1 - M) * B + R`. A drop stuck to the glass
+is a small plano-convex water lens. The camera is focused on the scene, far
+behind the glass, so:
+
+* every drop shows an inverted, shrunk view of a wide patch of the scene
+  around it (a wide-angle lens: the rim compresses an even wider field, like a
+  fisheye), itself blurred because that view is formed out of the camera's
+  focal plane;
+* the whole drop layer is out of focus: it is composited over the clean image
+  and then blurred as one layer (premultiplied alpha), which gives the soft
+  edges of real drops;
+* water scatters some ambient light (drops look slightly milky), the steep
+  rim refracts light away (a darker ring) and the surface reflects a faint
+  highlight of the sky.
+
+Drops are round, elongated (mostly vertical, as water runs down) or merged
+blobs of several drops (a smooth union of ellipses); their radii are drawn
+log-uniformly so that small drops outnumber large ones, and drops are added
+until a drawn fraction of the image is covered.
+
+All lengths are fractions of the image's shorter side, so a 720 x 480 photo
+and a 256 x 192 training crop get the same look. Every parameter is a fixed
+value or a `(low, high)` range drawn per image (see `DEFAULT_PARAMS`).
+
+Mask rule: the returned mask is the exact footprint of the drops on the glass
+(before defocus). Because the defocus kernel is a Gaussian truncated at
+`defocus_radius` pixels (reported by `render_raindrops(..., return_info=True)`),
+every pixel farther than that from the mask is bit-identical to the clean
+image, and pixels of the mask farther than that from its border are changed.
+
+Example:
+    >>> from data_tools.raindrops import render_raindrops
+    >>> rainy, mask = render_raindrops(clean, seed=0)  # clean: float RGB in [0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from tf_deraindrop.images import to_float_rgb
+
+# Every parameter: a fixed number or a (low, high) range drawn once per image
+# (per drop for the `*_jitter`-scaled appearance values). Lengths are
+# fractions of the image's shorter side; at 480 px, radius (0.012, 0.07)
+# is 6 to 34 px.
+DEFAULT_PARAMS: dict[str, Any] = {
+    # Fraction of the image covered by drop footprints.
+    "coverage": (0.06, 0.3),
+    # Bounds of drop radii; each image draws its own sub-range spanning a
+    # factor `radius_spread` (small dense drops in one image, large ones in
+    # another), and radii are log-uniform in it, so small drops are common.
+    "radius": (0.01, 0.08),
+    "radius_spread": 4.0,
+    # Probabilities of round, elongated and merged drops.
+    "shape_probs": (0.55, 0.25, 0.20),
+    # Length / width of elongated drops.
+    "aspect": (1.3, 2.2),
+    # A drop shows a patch of the scene `zoom` times its own size, inverted.
+    "zoom": (2.0, 4.5),
+    # Extra compression towards the rim (0: none).
+    "fisheye": (0.3, 0.8),
+    # Blur of the scene seen through a drop (Gaussian sigma).
+    "scene_blur": (0.003, 0.008),
+    # Defocus of the whole drop layer (Gaussian sigma).
+    "defocus": (0.002, 0.012),
+    # Share of scattered ambient light in a drop's colour.
+    "haze": (0.03, 0.2),
+    # Share of sky light in the lower half of a drop, which (inverted) looks
+    # upwards, beyond the top of the frame.
+    "sky": (0.1, 0.5),
+    # How much brighter than the scene's average that ambient light is.
+    "brightness": (0.05, 0.2),
+    # Darkening at the rim of a drop (0: none, 1: black rim).
+    "rim": (0.25, 0.6),
+    # Strength of the highlight (added white).
+    "highlight": (0.03, 0.2),
+    # Relative per-drop variation of haze, rim and highlight.
+    "jitter": 0.3,
+    # Stop after this many drops even if the coverage is not reached.
+    "max_drops": 3000,
+}
+
+MIN_SIDE = 32
+_SMOOTH_UNION = 10.0  # sharpness of the smooth union of merged drops
+_MIN_RADIUS_PX = 1.5
+_TRUNCATE = 3.0  # defocus kernel radius in sigmas
+
+
+def _draw(rng: np.random.Generator, value: Any) -> float:
+    if isinstance(value, (tuple, list)):
+        low, high = float(value[0]), float(value[1])
+        if high < low:
+            raise ValueError(f"range ({low}, {high}) has high < low")
+        return float(rng.uniform(low, high)) if high > low else low
+    return float(value)
+
+
+def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise TypeError(f"unknown raindrop parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}")
+    merged = dict(DEFAULT_PARAMS)
+    merged.update(params)
+    probs = np.asarray(merged["shape_probs"], dtype=np.float64)
+    if probs.shape != (3,) or np.any(probs < 0) or probs.sum() <= 0:
+        raise ValueError(f"shape_probs must be 3 non-negative weights, got {merged['shape_probs']}")
+    merged["shape_probs"] = probs / probs.sum()
+    return merged
+
+
+def _radius_range(rng: np.random.Generator, p: dict[str, Any], short: int) -> tuple[float, float]:
+    """This image's range of drop radii in pixels."""
+    bounds = p["radius"]
+    low, high = (bounds, bounds) if np.isscalar(bounds) else (float(bounds[0]), float(bounds[1]))
+    if not 0 < low <= high:
+        raise ValueError(f"radius must be positive with low <= high, got {bounds}")
+    spread = max(float(p["radius_spread"]), 1.0)
+    if high / low > spread:
+        top = math.exp(rng.uniform(math.log(low * spread), math.log(high)))
+        low, high = top / spread, top
+    return max(low * short, _MIN_RADIUS_PX), max(high * short, _MIN_RADIUS_PX)
+
+
+def _components(
+    rng: np.random.Generator, cy: float, cx: float, r: float, p: dict[str, Any], shape: int
+) -> list[tuple[float, float, float, float, float]]:
+    """Ellipses `(cy, cx, semi-major, semi-minor, angle)` making one drop."""
+    if shape == 0:  # round, slightly irregular
+        a = r * rng.uniform(0.92, 1.08)
+        b = r * rng.uniform(0.92, 1.08)
+        return [(cy, cx, a, b, rng.uniform(0, math.pi))]
+    if shape == 1:  # elongated, mostly along the vertical
+        aspect = _draw(rng, p["aspect"])
+        angle = math.pi / 2 + rng.normal(0.0, 0.35)
+        return [(cy, cx, r * math.sqrt(aspect), r / math.sqrt(aspect), angle)]
+    comps = [(cy, cx, r, r * rng.uniform(0.85, 1.0), rng.uniform(0, math.pi))]
+    for _ in range(int(rng.integers(1, 4))):
+        base = comps[int(rng.integers(len(comps)))]
+        rj = r * rng.uniform(0.4, 0.85)
+        dist = (base[2] + rj) * rng.uniform(0.45, 0.85)
+        phi = rng.uniform(0, 2 * math.pi)
+        comps.append(
+            (
+                base[0] + dist * math.sin(phi),
+                base[1] + dist * math.cos(phi),
+                rj,
+                rj * rng.uniform(0.85, 1.0),
+                rng.uniform(0, math.pi),
+            )
+        )
+    return comps
+
+
+def render_raindrops(
+    clean: np.ndarray,
+    seed: int | np.random.Generator | None = None,
+    return_info: bool = False,
+    **params: Any,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Renders adherent raindrops over a clean image.
+
+    Args:
+        clean: clean image, float RGB in [0, 1] `(H, W, 3)`, or uint8/uint16,
+            gray or RGBA (converted). The shorter side must be at least 32 px.
+        seed: an int, a `numpy.random.Generator`, or None (random). The same
+            int gives the same bytes.
+        return_info: also return a dict of the values drawn (coverage, number
+            of drops, defocus sigma and kernel radius in pixels, ...).
+        **params: overrides of `DEFAULT_PARAMS` (a number, or a `(low, high)`
+            range drawn per image).
+
+    Returns:
+        `(rainy, mask)`: rainy float32 RGB `(H, W, 3)` in [0, 1] and the
+        footprint of the drops, bool `(H, W)`; with `return_info`, also the
+        info dict.
+
+    Raises:
+        ValueError: the image is too small for drops, or a bad parameter.
+        TypeError: an unknown parameter name.
+
+    Example:
+        >>> rainy, mask = render_raindrops(skimage.data.astronaut(), seed=3, coverage=0.2)
+    """
+    p = _check_params(params)
+    image = to_float_rgb(clean)
+    height, width = image.shape[:2]
+    short = min(height, width)
+    if short < MIN_SIDE:
+        raise ValueError(
+            f"image of {width} x {height} px is too small for raindrops "
+            f"(the shorter side must be at least {MIN_SIDE} px)."
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    coverage = _draw(rng, p["coverage"])
+    if not 0.0 <= coverage < 1.0:
+        raise ValueError(f"coverage must be in [0, 1), got {coverage}")
+    r_lo, r_hi = _radius_range(rng, p, short)
+    zoom = _draw(rng, p["zoom"])
+    fisheye = _draw(rng, p["fisheye"])
+    scene_sigma = _draw(rng, p["scene_blur"]) * short
+    defocus_sigma = _draw(rng, p["defocus"]) * short
+    haze = _draw(rng, p["haze"])
+    sky = _draw(rng, p["sky"])
+    brightness = _draw(rng, p["brightness"])
+    rim = _draw(rng, p["rim"])
+    highlight = _draw(rng, p["highlight"])
+    jitter = float(p["jitter"])
+    # One light direction per image, from above: the highlight sits on the
+    # upper side of every drop.
+    light = rng.uniform(-0.9, 0.9) * math.pi / 2 - math.pi / 2
+    glint_y, glint_x = 0.45 * math.sin(light), 0.45 * math.cos(light)
+
+    footprint = np.zeros((height, width), dtype=bool)
+    src_y = np.zeros((height, width), dtype=np.float32)
+    src_x = np.zeros((height, width), dtype=np.float32)
+    shade = np.ones((height, width), dtype=np.float32)
+    glint = np.zeros((height, width), dtype=np.float32)
+    scatter = np.zeros((height, width), dtype=np.float32)
+
+    target = coverage * height * width
+    covered = 0
+    drops = 0
+    log_lo, log_hi = math.log(r_lo), math.log(r_hi)
+    while covered < target and drops < int(p["max_drops"]):
+        r = math.exp(rng.uniform(log_lo, log_hi))
+        cy = rng.uniform(-0.3 * r, height - 1 + 0.3 * r)
+        cx = rng.uniform(-0.3 * r, width - 1 + 0.3 * r)
+        shape = int(rng.choice(3, p=p["shape_probs"]))
+        comps = _components(rng, cy, cx, r, p, shape)
+        drops += 1
+        reach = max(c[2] for c in comps) * 1.1 + 2.0
+        y0 = max(int(math.floor(min(c[0] for c in comps) - reach)), 0)
+        y1 = min(int(math.ceil(max(c[0] for c in comps) + reach)) + 1, height)
+        x0 = max(int(math.floor(min(c[1] for c in comps) - reach)), 0)
+        x1 = min(int(math.ceil(max(c[1] for c in comps) + reach)) + 1, width)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        yy = np.arange(y0, y1, dtype=np.float32)[:, None]
+        xx = np.arange(x0, x1, dtype=np.float32)[None, :]
+
+        heights, dys, dxs, glints = [], [], [], []
+        for ccy, ccx, a, b, angle in comps:
+            dy = yy - np.float32(ccy)
+            dx = xx - np.float32(ccx)
+            cos, sin = math.cos(angle), math.sin(angle)
+            along = (cos * dx + sin * dy) / a
+            across = (-sin * dx + cos * dy) / b
+            heights.append(1.0 - (along * along + across * across))
+            dys.append(np.broadcast_to(dy, heights[-1].shape))
+            dxs.append(np.broadcast_to(dx, heights[-1].shape))
+            mean_r = math.sqrt(a * b)
+            gy = dy / mean_r - glint_y
+            gx = dx / mean_r - glint_x
+            glints.append(np.exp(-(gy * gy + gx * gx) / (2 * 0.16**2)))
+        h_all = np.stack(heights)
+        # Smooth union: neighbouring drops merge with a concave neck, each
+        # lobe still acting as its own lens through the softmax weights.
+        top = h_all.max(axis=0)
+        weights = np.exp(_SMOOTH_UNION * (h_all - top))
+        total = weights.sum(axis=0)
+        h = top + np.log(total) / _SMOOTH_UNION
+        inside = h > 0
+        if not inside.any():
+            continue
+        weights /= total
+        dy = (weights * np.stack(dys)).sum(axis=0)
+        dx = (weights * np.stack(dxs)).sum(axis=0)
+        g = (weights * np.stack(glints)).sum(axis=0)
+        # Vertical position in the drop, -1 at the top, +1 at the bottom.
+        radii = np.asarray([math.sqrt(c[2] * c[3]) for c in comps], dtype=np.float32)
+        down = (weights * np.stack(dys) / radii[:, None, None]).sum(axis=0)
+        thickness = np.sqrt(np.clip(h, 0.0, 1.0))  # spherical-cap profile
+        # Inverted view, `zoom` times wider, compressed further at the rim.
+        spread = 1.0 + zoom * np.maximum(thickness, 0.15) ** (-fisheye)
+        jit = rng.uniform(1.0 - jitter, 1.0 + jitter, size=3)
+
+        box = (slice(y0, y1), slice(x0, x1))
+        new = inside & ~footprint[box]
+        covered += int(np.count_nonzero(new))
+        footprint[box] |= inside
+        src_y[box] = np.where(inside, yy - spread * dy, src_y[box])
+        src_x[box] = np.where(inside, xx - spread * dx, src_x[box])
+        darkening = min(rim * jit[0], 0.95) * (1.0 - thickness) ** 1.5
+        shade[box] = np.where(inside, 1.0 - darkening, shade[box])
+        glint[box] = np.where(inside, highlight * jit[1] * g, glint[box])
+        skylight = sky * np.clip(0.5 + 0.8 * down, 0.0, 1.0)
+        scattered = np.minimum(haze * jit[2] + skylight, 0.95)
+        scatter[box] = np.where(inside, scattered, scatter[box])
+
+    rainy = image.copy()
+    radius = int(_TRUNCATE * defocus_sigma + 0.5) if defocus_sigma > 0.3 else 0
+    info = {
+        "coverage_target": coverage,
+        "coverage": float(footprint.mean()),
+        "drops": drops,
+        "defocus_sigma_px": defocus_sigma,
+        "defocus_radius": radius,
+        "scene_blur_px": scene_sigma,
+        "zoom": zoom,
+    }
+    if covered == 0:
+        return (rainy, footprint, info) if return_info else (rainy, footprint)
+
+    ys, xs = np.nonzero(footprint)
+    scene = ndimage.gaussian_filter(image, sigma=(scene_sigma, scene_sigma, 0.0), mode="nearest")
+    coords = np.stack([src_y[ys, xs], src_x[ys, xs]])
+    # Light refracted from outside the frame comes from nearest-edge content
+    # (mostly sky above), as a drop's field of view exceeds the camera's.
+    refracted = np.stack(
+        [ndimage.map_coordinates(scene[..., c], coords, order=1, mode="nearest") for c in range(3)],
+        axis=-1,
+    )
+    top_strip = image[: max(1, height // 8)].reshape(-1, 3).mean(axis=0)
+    ambient = np.clip(0.5 * image.reshape(-1, 3).mean(axis=0) + 0.5 * top_strip + brightness, 0, 1)
+    k = scatter[ys, xs, None]
+    colour = ((1.0 - k) * refracted + k * ambient) * shade[ys, xs, None] + glint[ys, xs, None]
+
+    layer = np.zeros((height, width, 3), dtype=np.float32)
+    layer[ys, xs] = np.clip(colour, 0.0, 1.0)
+    alpha = footprint.astype(np.float32)
+    if radius > 0:
+        # Defocus of the drop layer as a whole: blur the premultiplied layer
+        # and its coverage with the same truncated kernel.
+        alpha = ndimage.gaussian_filter(alpha, defocus_sigma, mode="reflect", radius=radius)
+        layer = ndimage.gaussian_filter(
+            layer, (defocus_sigma, defocus_sigma, 0.0), mode="reflect", radius=(radius, radius, 0)
+        )
+    touched = alpha > 0
+    composite = image * (1.0 - alpha[..., None]) + layer
+    rainy[touched] = np.clip(composite[touched], 0.0, 1.0)
+    rainy = rainy.astype(np.float32, copy=False)
+    return (rainy, footprint, info) if return_info else (rainy, footprint)

@@ -1,0 +1,334 @@
+"""Synthetic rainy/clean pairs in the layout of the authors' Raindrop dataset.
+
+Writes `data/<k>_rain.png`, `gt/<k>_clean.png` and `mask/<k>_mask.png`
+(0 or 255) under an output folder, rendering drops with
+`data_tools.raindrops.render_raindrops` over clean photos: a folder of the
+user's own, or by default the real photos that ship with scikit-image.
+
+Usage:
+    python -m data_tools.synthesize --out-dir data/synthetic --pairs-per-image 4 --seed 0
+    python -m data_tools.synthesize --clean-dir my_photos --out-dir O --size 480 720
+
+Each pair's drops depend only on `(seed, image index, pair index)`, so a run
+is reproducible and a larger `--pairs-per-image` keeps the first pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from data_tools.raindrops import MIN_SIDE, render_raindrops
+from tf_deraindrop.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    read_image,
+    to_float_rgb,
+    to_uint8,
+    write_image,
+)
+
+# Colour photographs bundled with scikit-image (no download needed).
+_SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
+
+
+class SynthesisError(ValueError):
+    """Bad input to the synthesis; the message names the file or folder."""
+
+
+def default_clean_images() -> list[tuple[str, np.ndarray]]:
+    """Real colour photos shipped with scikit-image, as float32 RGB in [0, 1].
+
+    Returns:
+        `[(name, image), ...]`: astronaut, coffee, chelsea, rocket and the left
+        view of the stereo motorcycle (those present in the installed version).
+
+    Example:
+        >>> names = [name for name, _ in default_clean_images()]
+    """
+    import skimage.data
+
+    images = []
+    for name in _SKIMAGE_PHOTOS:
+        try:
+            if name == "motorcycle":
+                array = skimage.data.stereo_motorcycle()[0]
+            else:
+                array = getattr(skimage.data, name)()
+        except Exception:  # noqa: BLE001 - an image missing from this skimage is skipped
+            continue
+        images.append((name, to_float_rgb(array)))
+    if not images:
+        raise SynthesisError("no sample photos found in the installed scikit-image.")
+    return images
+
+
+def fit_to_size(
+    image: np.ndarray, size: tuple[int, int], rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Resizes an image to cover `size = (H, W)` and crops it to exactly that.
+
+    Args:
+        image: float RGB in [0, 1].
+        size: `(height, width)` of the result.
+        rng: when given, zooms in by a random factor up to 1.5 and crops at a
+            random place (variety between pairs); else a centred crop.
+
+    Returns:
+        float32 RGB `(H, W, 3)`.
+    """
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    if rng is not None:
+        scale *= float(rng.uniform(1.0, 1.5))
+    new_h = max(height, int(np.ceil(h * scale)))
+    new_w = max(width, int(np.ceil(w * scale)))
+    if (new_h, new_w) != (h, w):
+        resized = Image.fromarray(to_uint8(image)).resize((new_w, new_h), Image.LANCZOS)
+        image = np.asarray(resized, dtype=np.float32) / 255.0
+    if rng is not None:
+        top = int(rng.integers(0, new_h - height + 1))
+        left = int(rng.integers(0, new_w - width + 1))
+    else:
+        top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.ascontiguousarray(image[top : top + height, left : left + width], dtype=np.float32)
+
+
+def list_images(directory: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """Image files of a folder (sorted) and the other, non-image, files.
+
+    Hidden files (names starting with a dot, such as unfinished temporary
+    files) are ignored.
+
+    Raises:
+        SynthesisError: the folder does not exist.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SynthesisError(f"{directory}: no such folder")
+    images, others = [], []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
+def _as_sources(
+    clean_images: str | os.PathLike | Iterable | None,
+) -> list[tuple[str, object]]:
+    """`(name, array or path)` for every clean image input form."""
+    if clean_images is None:
+        return list(default_clean_images())
+    if isinstance(clean_images, (str, os.PathLike)):
+        paths, _ = list_images(clean_images)
+        if not paths:
+            raise SynthesisError(f"{clean_images}: no image files in this folder")
+        return [(p.stem, p) for p in paths]
+    sources = []
+    for i, item in enumerate(clean_images):
+        if isinstance(item, (str, os.PathLike)):
+            sources.append((Path(item).stem, Path(item)))
+        elif isinstance(item, tuple) and len(item) == 2:
+            sources.append((str(item[0]), item[1]))
+        else:
+            sources.append((f"image{i}", item))
+    if not sources:
+        raise SynthesisError("no clean images given")
+    return sources
+
+
+def synthesize_dataset(
+    out_dir: str | os.PathLike,
+    clean_images: str | os.PathLike | Sequence | None = None,
+    pairs_per_image: int = 4,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    progress: bool = True,
+    start_index: int = 0,
+    on_error: str = "raise",
+    **params,
+) -> int:
+    """Writes synthetic pairs in the Raindrop layout.
+
+    Args:
+        out_dir: output folder; `data/`, `gt/` and `mask/` are created in it.
+        clean_images: None for `default_clean_images()`; a folder of images;
+            or a list of paths, arrays, or `(name, array)` tuples.
+        pairs_per_image: rainy versions rendered per clean image.
+        seed: base seed; pair `j` of image `i` uses the seed `(seed, i, j)`.
+        size: `(H, W)` to resize and crop every clean photo to first (with a
+            random zoom and crop per pair), or None to keep each photo's size.
+        progress: show a tqdm progress bar.
+        start_index: number `k` of the first pair.
+        on_error: `"raise"` to stop at the first bad image, `"skip"` to print a
+            message naming it on stderr and go on.
+        **params: raindrop parameters passed to `render_raindrops`.
+
+    Returns:
+        The number of pairs written.
+
+    Raises:
+        SynthesisError: a clean image is unreadable or too small (the message
+            names it), or there are no clean images.
+
+    Example:
+        >>> synthesize_dataset("/tmp/synthetic", pairs_per_image=2, size=(192, 256))
+    """
+    if pairs_per_image < 1:
+        raise SynthesisError(f"pairs_per_image must be at least 1, got {pairs_per_image}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if size is not None and min(size) < MIN_SIDE:
+        raise SynthesisError(f"size {tuple(size)} is too small: both sides must be >= {MIN_SIDE}")
+    sources = _as_sources(clean_images)
+    out_dir = Path(out_dir)
+    for sub in ("data", "gt", "mask"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    written = 0
+    index = start_index
+    bar = tqdm(
+        total=len(sources) * pairs_per_image,
+        desc="synthesizing",
+        unit="pair",
+        disable=not progress,
+    )
+    try:
+        for i, (name, source) in enumerate(sources):
+            try:
+                if isinstance(source, Path):
+                    photo = read_image(source)
+                else:
+                    photo = to_float_rgb(source)
+                if size is None and min(photo.shape[:2]) < MIN_SIDE:
+                    raise SynthesisError(
+                        f"{source if isinstance(source, Path) else name}: image of "
+                        f"{photo.shape[1]} x {photo.shape[0]} px is too small for raindrops "
+                        f"(the shorter side must be at least {MIN_SIDE} px)"
+                    )
+            except (ImageReadError, ValueError) as err:
+                message = str(err) if isinstance(err, ImageReadError) else f"{name}: {err}"
+                if on_error == "raise":
+                    raise SynthesisError(message) from err
+                tqdm.write(f"skipped: {message}", file=sys.stderr)
+                bar.update(pairs_per_image)
+                continue
+            for j in range(pairs_per_image):
+                rng = np.random.default_rng([seed, i, j])
+                clean = photo if size is None else fit_to_size(photo, size, rng)
+                rainy, mask = render_raindrops(clean, seed=rng, **params)
+                # The mask and the rainy image go first, the clean image last,
+                # so a pair whose gt file exists is complete.
+                write_image(out_dir / "mask" / f"{index}_mask.png", mask.astype(np.uint8) * 255)
+                write_image(out_dir / "data" / f"{index}_rain.png", rainy)
+                write_image(out_dir / "gt" / f"{index}_clean.png", clean)
+                index += 1
+                written += 1
+                bar.update(1)
+    finally:
+        bar.close()
+    return written
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_tools.synthesize",
+        description="Render synthetic raindrops over clean photos into the Raindrop dataset "
+        "layout (data/<k>_rain.png, gt/<k>_clean.png, mask/<k>_mask.png).",
+    )
+    parser.add_argument(
+        "--clean-dir",
+        help="folder of clean photos (default: the photos shipped with scikit-image)",
+    )
+    parser.add_argument("--out-dir", required=True, help="output folder")
+    parser.add_argument("--pairs-per-image", type=int, default=4, help="default: 4")
+    parser.add_argument("--seed", type=int, default=0, help="default: 0")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize and crop every photo to H x W first (random zoom and crop per pair)",
+    )
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="range of the fraction of the image covered by drops (default 0.06 0.30)",
+    )
+    parser.add_argument(
+        "--radius",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="range of drop radii as a fraction of the shorter side (default 0.01 0.08)",
+    )
+    parser.add_argument("--start-index", type=int, default=0, help="number of the first pair")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip unreadable or too small photos (named on stderr) instead of stopping",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    params = {}
+    if args.coverage is not None:
+        params["coverage"] = tuple(args.coverage)
+    if args.radius is not None:
+        params["radius"] = tuple(args.radius)
+    try:
+        if args.clean_dir is None:
+            clean = default_clean_images()
+        else:
+            paths, others = list_images(args.clean_dir)
+            for other in others:
+                print(f"skipped: {other}: not an image file", file=sys.stderr)
+            if not paths:
+                raise SynthesisError(f"{args.clean_dir}: no image files in this folder")
+            clean = paths
+        count = synthesize_dataset(
+            args.out_dir,
+            clean_images=clean,
+            pairs_per_image=args.pairs_per_image,
+            seed=args.seed,
+            size=tuple(args.size) if args.size else None,
+            progress=not args.quiet,
+            start_index=args.start_index,
+            on_error="skip" if args.keep_going else "raise",
+            **params,
+        )
+    except (SynthesisError, ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write to {args.out_dir}: {err}", file=sys.stderr)
+        return 2
+    expected = args.pairs_per_image * len(clean)
+    print(f"wrote {count} pairs to {args.out_dir}")
+    if count < expected:
+        print(
+            f"error: {expected - count} pairs not written (see the skipped photos above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
