@@ -1,0 +1,116 @@
+"""`python -m tf_deraindrop.predict`: files and folders in, derained PNGs (and heat maps) out."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_deraindrop import predict
+
+SIZE = (37, 45)
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory):
+    from tf_deraindrop.models import Generator
+
+    generator = Generator()
+    generator.build((None, None, None, 3))
+    path = tmp_path_factory.mktemp("weights") / "g.keras"
+    generator.save(path)
+    return path
+
+
+def _image(rng, mode="RGB"):
+    rgb = rng.integers(0, 256, SIZE + (3,), dtype=np.uint8)
+    return Image.fromarray(rgb).convert(mode)
+
+
+def test_files_and_folders(tmp_path, generator_file, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _image(rng).save(folder / "a.jpg", quality=95)
+    _image(rng, "L").save(folder / "b.png")
+    _image(rng, "RGBA").save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "single.png"
+    _image(rng).save(single)
+    out = tmp_path / "out"
+    argv = ["--weights", str(generator_file), str(folder), str(single), "--output", str(out)]
+    assert predict.main(argv + ["--save-attention"]) == 0
+    written = sorted(os.listdir(out))
+    assert written == sorted(
+        [f"{n}.png" for n in "abc"]
+        + [f"{n}_attention.png" for n in "abc"]
+        + ["single.png", "single_attention.png"]
+    )
+    for name in written:
+        with Image.open(out / name) as img:
+            assert img.size == (SIZE[1], SIZE[0]) and img.mode == "RGB"
+    assert "Wrote 4 derained images" in capsys.readouterr().out
+
+    # The files hold what `derain` gives for the same input and generator.
+    from tf_deraindrop.images import read_image
+    from tf_deraindrop.inference import derain, load_generator
+
+    generator = load_generator(generator_file)
+    expected, attention = derain(generator, read_image(folder / "b.png"), return_attention=True)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "b.png")), expected)
+    heat = np.asarray(Image.open(out / "b_attention.png"))
+    np.testing.assert_array_equal(heat, predict.attention_heatmap(attention))
+
+
+def test_heatmap_scale():
+    ramp = np.linspace(-0.5, 1.5, 41)[None, :]
+    heat = predict.attention_heatmap(ramp).astype(float)
+    brightness = heat @ [0.299, 0.587, 0.114]
+    inside = (ramp[0] >= 0) & (ramp[0] <= 1)
+    assert np.all(np.diff(brightness[0, inside]) > 0)  # brighter with more attention
+    # Values outside [0, 1] are clipped to the ends of the scale.
+    np.testing.assert_array_equal(heat[0, 0], heat[0, np.argmax(inside)])
+    np.testing.assert_array_equal(heat[0, -1], heat[0, np.nonzero(inside)[0][-1]])
+    assert predict.attention_heatmap(np.zeros((4, 5, 1))).shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="attention map"):
+        predict.attention_heatmap(np.zeros((2, 4, 5)))
+
+
+def test_input_errors_come_before_loading_weights(tmp_path, capsys):
+    missing_weights = str(tmp_path / "nope.keras")
+    out = str(tmp_path / "out")
+    assert predict.main(["--weights", missing_weights, str(tmp_path / "x.png"), "-o", out]) == 2
+    assert "x.png: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert predict.main(["--weights", missing_weights, str(tmp_path / "empty"), "-o", out]) == 2
+    assert "empty: no images" in capsys.readouterr().err
+    rng = np.random.default_rng(1)
+    for sub in ("one", "two"):
+        (tmp_path / sub).mkdir()
+        _image(rng).save(tmp_path / sub / "frame.png")
+    argv = ["--weights", missing_weights, str(tmp_path / "one"), str(tmp_path / "two"), "-o", out]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "one/frame.png and" in err and "two/frame.png would both be written" in err
+    argv = ["--weights", missing_weights, str(tmp_path / "one"), "-o", str(tmp_path / "one")]
+    assert predict.main(argv) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert predict.main(["--weights", missing_weights, str(tmp_path / "one"), "-o", out]) == 2
+    assert "generator weights not found: " + missing_weights in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+def test_unreadable_image_is_reported_and_the_rest_written(tmp_path, generator_file, capsys):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _image(rng).save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out"
+    assert predict.main(["--weights", str(generator_file), str(folder), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg: not a readable image" in err and "1 of 2 inputs" in err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(out)) == ["good.png"]
