@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 from tqdm import tqdm
 
 from tf_deraindrop.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_uint8, write_image
@@ -123,20 +124,48 @@ def _scan_folder(folder: Path, pattern: re.Pattern, report: DatasetReport) -> di
     return found
 
 
-def estimate_shift(rainy: np.ndarray, clean: np.ndarray, upsample: int = 10) -> tuple[float, float]:
+def estimate_shift(
+    rainy: np.ndarray, clean: np.ndarray, upsample: int = 10, refine: int = 2
+) -> tuple[float, float]:
     """Global displacement `(dy, dx)` in pixels of the rainy image's content
     relative to the clean one, by phase correlation of the luma.
 
     A positive `dy` means the scene sits lower in the rainy image.
+
+    Args:
+        rainy, clean: float RGB images of the same size.
+        upsample: sub-pixel precision is `1 / upsample` px.
+        refine: re-estimations after moving the rainy image back by the
+            estimate (the window biases a large shift towards zero).
     """
+    from skimage.filters import window
     from skimage.registration import phase_cross_correlation
 
     weights = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
-    shift, _, _ = phase_cross_correlation(
-        clean @ weights, rainy @ weights, upsample_factor=upsample
-    )
+    # A Hann window hides the image borders, whose wrap-around jump would
+    # otherwise pull the correlation peak to zero shift. Plain (not
+    # phase-normalized) correlation is the more robust to the drops: on
+    # small synthetic pairs with 10 to 30 % drops and on the real pair it
+    # was within 0.2 px (after refinement), where phase normalization was
+    # off by up to 7 px.
+    hann = window("hann", clean.shape[:2]).astype(np.float32)
+
+    def prepared(luma: np.ndarray) -> np.ndarray:
+        return (luma - float(luma.mean())) * hann
+
+    reference = prepared(clean @ weights)
+    moving = rainy @ weights
+    total = np.zeros(2)
+    for step in range(1 + max(0, refine)):
+        shifted = moving if step == 0 else ndimage.shift(moving, -total, order=1, mode="nearest")
+        shift, _, _ = phase_cross_correlation(
+            reference, prepared(shifted), upsample_factor=upsample, normalization=None
+        )
+        total -= shift
+        if np.abs(shift).max() < 1.0 / upsample:
+            break
     # + 0.0 turns -0.0 into 0.0 for the report.
-    return float(-shift[0]) + 0.0, float(-shift[1]) + 0.0
+    return float(total[0]) + 0.0, float(total[1]) + 0.0
 
 
 def check_dataset(

@@ -218,7 +218,8 @@ def synthesize_dataset(
                         f"(the shorter side must be at least {MIN_SIDE} px)"
                     )
             except (ImageReadError, ValueError) as err:
-                message = str(err) if isinstance(err, ImageReadError) else f"{name}: {err}"
+                named = isinstance(err, (ImageReadError, SynthesisError))
+                message = str(err) if named else f"{name}: {err}"
                 if on_error == "raise":
                     raise SynthesisError(message) from err
                 tqdm.write(f"skipped: {message}", file=sys.stderr)

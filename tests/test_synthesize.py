@@ -1,0 +1,99 @@
+"""Synthetic pairs in the Raindrop layout: files, determinism, bad clean photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_tools import synthesize
+from data_tools.synthesize import SynthesisError, default_clean_images, synthesize_dataset
+from tf_deraindrop.images import read_image
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_default_photos_are_real_colour_images():
+    images = default_clean_images()
+    names = [name for name, _ in images]
+    assert {"astronaut", "coffee", "chelsea", "rocket"} <= set(names)
+    for _, image in images:
+        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[-1] == 3
+        assert min(image.shape[:2]) >= 256
+        # Colour: the channels are not all equal.
+        assert np.abs(image[..., 0] - image[..., 2]).mean() > 0.01
+
+
+def test_layout_size_masks_and_determinism(tmp_path):
+    clean = [("a", np.random.default_rng(0).random((50, 70, 3), dtype=np.float32))]
+    clean.append(("b", np.full((80, 60, 3), 0.5, np.float32)))
+    n = synthesize_dataset(tmp_path / "one", clean, pairs_per_image=2, seed=3, size=(48, 64))
+    assert n == 4
+    expected = [f"data/{k}_rain.png" for k in range(4)]
+    expected += [f"gt/{k}_clean.png" for k in range(4)]
+    expected += [f"mask/{k}_mask.png" for k in range(4)]
+    assert _files(tmp_path / "one") == sorted(expected)  # nothing half-written left
+    for k in range(4):
+        rainy = read_image(tmp_path / "one" / "data" / f"{k}_rain.png")
+        gt = read_image(tmp_path / "one" / "gt" / f"{k}_clean.png")
+        mask = np.asarray(Image.open(tmp_path / "one" / "mask" / f"{k}_mask.png"))
+        assert rainy.shape == gt.shape == (48, 64, 3)
+        assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+        assert (mask == 255).any()
+        # The pair differs only near the drops.
+        assert np.any(rainy != gt, axis=-1)[mask == 255].mean() > 0.9
+    # Same seed: same bytes; another seed: other drops.
+    synthesize_dataset(tmp_path / "two", clean, pairs_per_image=2, seed=3, size=(48, 64))
+    synthesize_dataset(tmp_path / "three", clean, pairs_per_image=2, seed=4, size=(48, 64))
+    for name in expected:
+        same = (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+        assert same, name
+    other = (tmp_path / "three" / "mask/0_mask.png").read_bytes()
+    assert other != (tmp_path / "one" / "mask/0_mask.png").read_bytes()
+
+
+def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / "rgb.png")
+    Image.fromarray(rng.integers(0, 256, (40, 48), dtype=np.uint8)).save(photos / "gray.png")
+    rgba = rng.integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(photos / "rgba.png")
+    wide = rng.integers(0, 65536, (40, 48), dtype=np.uint16)
+    Image.fromarray(wide).save(photos / "sixteen.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(photos / "tiny.png")
+    (photos / "notes.txt").write_text("not a photo")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+
+    out = tmp_path / "out"
+    argv = ["--clean-dir", str(photos), "--out-dir", str(out), "--pairs-per-image", "1"]
+    assert synthesize.main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt: not an image file" in err
+    assert "broken.jpg" in err and "error:" in err
+
+    assert synthesize.main(argv + ["--quiet", "--keep-going"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "tiny.png" in err and "too small" in err
+    assert "2 pairs not written" in err
+    # rgb, gray, rgba and 16-bit photos were converted and used.
+    assert len(list((out / "gt").iterdir())) == 4
+    assert not [p for p in out.rglob(".*")]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert synthesize.main(["--clean-dir", str(empty), "--out-dir", str(out)]) == 2
+    assert "no image files" in capsys.readouterr().err
+    missing = str(tmp_path / "missing")
+    assert synthesize.main(["--clean-dir", missing, "--out-dir", str(out)]) == 2
+    assert "missing: no such folder" in capsys.readouterr().err
+
+
+def test_bad_arguments():
+    with pytest.raises(SynthesisError, match="too small"):
+        synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], size=(16, 64))
+    with pytest.raises(SynthesisError, match="pairs_per_image"):
+        synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], pairs_per_image=0)
