@@ -1,0 +1,1 @@
+"""Data tools: synthetic raindrops (`raindrops`, `synthesize`) and dataset checks (`prepare`)."""
