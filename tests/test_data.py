@@ -60,13 +60,12 @@ def make_layout(root, sizes, clean_suffix=".png", masks=False, seed=0):
 def _locate(crop, image):
     """Offset (y, x) and flip of `crop` inside `image` (exact match)."""
     c = crop.shape[0]
-    h, w = image.shape[:2]
+    windows = np.lib.stride_tricks.sliding_window_view(image, (c, c), axis=(0, 1))
     for flip in (False, True):
-        patch = crop[:, ::-1] if flip else crop
-        for y in range(h - c + 1):
-            for x in range(w - c + 1):
-                if np.array_equal(image[y : y + c, x : x + c], patch):
-                    return y, x, flip
+        patch = np.moveaxis(crop[:, ::-1] if flip else crop, -1, 0)  # windows are (.., 3, c, c)
+        hits = np.argwhere(np.all(windows == patch, axis=(2, 3, 4)))
+        if len(hits):
+            return int(hits[0][0]), int(hits[0][1]), flip
     raise AssertionError("crop not found in the image")
 
 
@@ -392,3 +391,13 @@ def test_empty_tfrecord_folder(tmp_path):
     (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
     with pytest.raises(DatasetError, match="hold no examples"):
         data.make_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("source", ["pairs", "records", "cached"])
+def test_skip_resumes_the_same_stream(tmp_path, source):
+    _write_records(tmp_path, [(40, 52), (44, 48), (36, 40)])
+    path = tmp_path / ("rec" if source == "records" else "pairs")
+    options = dict(crop_size=16, batch_size=2, seed=3, cache=source == "cached")
+    whole = [b[0].numpy() for b in data.make_dataset(path, **options).take(5)]
+    resumed = [b[0].numpy() for b in data.make_dataset(path, skip=3, **options).take(2)]
+    np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[3:]))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -301,12 +302,17 @@ def check_pairs(
 # The tf.data pipeline ---------------------------------------------------------
 
 
-def _is_tfrecord_dir(path: str) -> bool:
+def is_tfrecord_dir(path: str | os.PathLike) -> bool:
+    """True for a folder of TFRecord shards (and no Raindrop-layout `data/` folder)."""
     import glob
 
+    path = os.fspath(path)
     if os.path.isdir(os.path.join(path, "data")):
         return False
     return bool(glob.glob(os.path.join(path, TFRECORD_PATTERN)))
+
+
+_is_tfrecord_dir = is_tfrecord_dir  # the name train.py first used
 
 
 def _mask_margin(mask_options: dict) -> int:
@@ -476,6 +482,7 @@ def make_dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     problems: list[tuple[str, str]] | None = None,
+    skip: int = 0,
 ):
     """A `tf.data.Dataset` of `(rainy, clean, mask)` batches for training or validation.
 
@@ -505,6 +512,10 @@ def make_dataset(
             shard file), for one input pipeline of several
             (`tf.distribute.InputContext`).
         problems: if given, `(path, reason)` of every skipped pair is appended.
+        skip: batches to leave out at the start (training), for a resumed run:
+            dropped before decoding, and the crops that follow are the ones an
+            uninterrupted run with the same seed would see. Prefer it to
+            `Dataset.skip`, which decodes every skipped pair.
 
     Returns:
         Dataset of `(rainy, clean, mask)`: float32 `(B, crop, crop, 3)`,
@@ -527,13 +538,17 @@ def make_dataset(
         raise ValueError(f"crop_size must be a positive multiple of 4, got {crop_size}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if skip and not training:
+        raise ValueError("skip is for resuming training; validation has no skip.")
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}.")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} is not in [0, {num_shards}).")
     mask_options = dict(mask_options or {})
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
 
-    if isinstance(source, (str, os.PathLike)) and _is_tfrecord_dir(os.fspath(source)):
+    if isinstance(source, (str, os.PathLike)) and is_tfrecord_dir(source):
         return _records_dataset(
             os.fspath(source),
             crop_size=crop_size,
@@ -547,6 +562,7 @@ def make_dataset(
             cache=cache,
             num_shards=num_shards,
             shard_index=shard_index,
+            skip=skip,
         )
 
     pairs, sizes = _pairs_source(source, crop_size, skip_bad, problems)
@@ -581,10 +597,11 @@ def make_dataset(
         shuffle_buffer=shuffle_buffer,
         cache=cache,
         skip_bad=skip_bad,
+        skip=skip,
     )
 
 
-def _finish(paths, pipe, *, n, training, batch_size, seed, shuffle_buffer, cache, skip_bad):
+def _finish(paths, pipe, *, n, training, batch_size, seed, shuffle_buffer, cache, skip_bad, skip):
     """Decode, shuffle, repeat, crop, batch, prefetch in the order that fits `cache`."""
     import tensorflow as tf
 
@@ -603,10 +620,13 @@ def _finish(paths, pipe, *, n, training, batch_size, seed, shuffle_buffer, cache
     elif cache:
         ds = paths.map(pipe.load_pair, num_parallel_calls=autotune).cache()
         ds = ds.shuffle(shuffle_buffer or min(n, 64), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.repeat().enumerate().map(crop, num_parallel_calls=autotune)
+        ds = ds.repeat().enumerate().skip(skip * batch_size)
+        ds = ds.map(crop, num_parallel_calls=autotune)
     else:
         ds = paths.shuffle(shuffle_buffer or n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.repeat().enumerate().map(load_and_crop, num_parallel_calls=autotune)
+        # Skipped examples are dropped as file names, before anything is decoded.
+        ds = ds.repeat().enumerate().skip(skip * batch_size)
+        ds = ds.map(load_and_crop, num_parallel_calls=autotune)
     if skip_bad:
         # Whatever the header checks could not see (corrupt pixel data) drops
         # the pair with a logged warning instead of stopping the run.
@@ -629,6 +649,7 @@ def _records_dataset(
     cache,
     num_shards,
     shard_index,
+    skip,
 ):
     """The pipeline on TFRecord shards of `tf_deraindrop.records` (masks stored in them)."""
     import tensorflow as tf
@@ -645,11 +666,9 @@ def _records_dataset(
     autotune = tf.data.AUTOTUNE
     pipe = _Pipeline(crop_size, training, seed, mask_threshold, mask_options, native=True)
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if num_shards > 1 and len(files) >= num_shards:
+    shard_records = num_shards > 1 and len(files) < num_shards
+    if num_shards > 1 and not shard_records:
         ds = ds.shard(num_shards, shard_index)
-        shard_records = False
-    else:
-        shard_records = num_shards > 1
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
@@ -661,11 +680,39 @@ def _records_dataset(
     if shard_records:
         ds = ds.shard(num_shards, shard_index)
 
+    # The schema stores each example's size: bad sizes are dropped before any
+    # PNG is decoded (records written without it read as 0 x 0, unknown).
+    size_features = {
+        "height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "name": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+    def size_fits(serialized):
+        header = tf.io.parse_single_example(serialized, size_features)
+        smallest = tf.minimum(header["height"], header["width"])
+        ok = tf.logical_or(
+            tf.equal(smallest, 0), smallest >= (crop_size if crop_size is not None else 4)
+        )
+        tf.cond(
+            ok,
+            tf.no_op,
+            lambda: tf.print(
+                "warning: skipped TFRecord example",
+                header["name"],
+                "of",
+                header["width"],
+                "x",
+                header["height"],
+                "(smaller than the crop)",
+                output_stream=sys.stderr,
+            ),
+        )
+        return ok
+
     def parse(serialized):
         example = records.parse_example(serialized)
-        return example["rainy"], example["clean"], pipe.binarize(example["mask"]), example["name"]
-
-    def fits(rainy, clean, mask, name):
+        rainy, clean, mask = example["rainy"], example["clean"], example["mask"]
         shape = tf.shape(rainy)
         ok = tf.logical_and(
             tf.reduce_all(tf.equal(tf.shape(clean), shape)),
@@ -673,17 +720,13 @@ def _records_dataset(
         )
         if crop_size is not None:
             ok = tf.logical_and(ok, tf.reduce_min(shape[:2]) >= crop_size)
-        return ok
-
-    def check(rainy, clean, mask, name):
         # The sizes are only known once a record is read: the error is raised
         # inside tf.data, but its message names the example and the folder.
-        shape = tf.shape(rainy)
         crop = "whole images" if crop_size is None else f"the crop {crop_size} x {crop_size}"
         message = tf.strings.join(
             [
                 "TFRecord example ",
-                name,
+                example["name"],
                 " (",
                 tf.strings.as_string(shape[1]),
                 " x ",
@@ -691,30 +734,28 @@ def _records_dataset(
                 f") in {directory}: its images differ in size or {crop} does not fit",
             ]
         )
-        assertion = tf.debugging.Assert(fits(rainy, clean, mask, name), [message])
+        assertion = tf.debugging.Assert(ok, [message])
         with tf.control_dependencies([assertion]):
-            return tf.identity(rainy), clean, mask
+            return tf.identity(rainy), clean, pipe.binarize(mask)
 
-    def drop_bad(rainy, clean, mask, name):
-        ok = fits(rainy, clean, mask, name)
-        tf.cond(
-            ok,
-            lambda: tf.no_op(),
-            lambda: tf.print("warning: skipped TFRecord example", name, "(bad size)"),
-        )
-        return ok
-
-    ds = ds.map(parse, num_parallel_calls=autotune)
     if skip_bad:
-        ds = ds.filter(drop_bad).map(lambda r, c, m, n: (r, c, m))
-    else:
-        ds = ds.map(check, num_parallel_calls=autotune)
+        ds = ds.filter(size_fits)
     if cache:
-        ds = ds.cache()
+        # Decoded examples in memory; the shuffle buffer then holds decoded images.
+        ds = ds.map(parse, num_parallel_calls=autotune).cache()
     if training:
         ds = ds.shuffle(shuffle_buffer or 256, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat()
-    ds = ds.enumerate().map(lambda i, ex: pipe.crop_example(i, *ex), num_parallel_calls=autotune)
+    ds = ds.enumerate()
+    if skip:
+        ds = ds.skip(skip * batch_size)
+    if cache:
+        ds = ds.map(lambda i, ex: pipe.crop_example(i, *ex), num_parallel_calls=autotune)
+    else:
+        ds = ds.map(
+            lambda i, serialized: pipe.crop_example(i, *parse(serialized)),
+            num_parallel_calls=autotune,
+        )
     if skip_bad:
         # Corrupt records or pixel data drop the example with a logged warning.
         ds = ds.ignore_errors(log_warning=True)
