@@ -111,7 +111,33 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
     if probs.shape != (3,) or np.any(probs < 0) or probs.sum() <= 0:
         raise ValueError(f"shape_probs must be 3 non-negative weights, got {merged['shape_probs']}")
     merged["shape_probs"] = probs / probs.sum()
+    for name in ("coverage", "radius"):
+        value = merged[name]
+        values = [value] if np.isscalar(value) else list(value)
+        if len(values) not in (1, 2) or (len(values) == 2 and values[1] < values[0]):
+            raise ValueError(f"{name} must be a number or a (low, high) range, got {value}")
+    radius = merged["radius"]
+    if (radius if np.isscalar(radius) else max(radius)) > 0.5:
+        raise ValueError(
+            f"radius {radius} (fractions of the shorter side) asks for drops larger than "
+            "the image; use at most 0.5"
+        )
+    coverage = merged["coverage"]
+    if not 0.0 <= (coverage if np.isscalar(coverage) else max(coverage)) < 1.0:
+        raise ValueError(f"coverage must be in [0, 1), got {coverage}")
     return merged
+
+
+def check_params(**params: Any) -> dict[str, Any]:
+    """Validates raindrop parameters (names, ranges) before any rendering.
+
+    Returns:
+        The full parameter set, defaults filled in.
+
+    Raises:
+        TypeError: an unknown name. ValueError: a bad value.
+    """
+    return _check_params(params)
 
 
 def _radius_range(rng: np.random.Generator, p: dict[str, Any], short: int) -> tuple[float, float]:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data_tools.raindrops import MIN_SIDE, render_raindrops
+from data_tools.raindrops import MIN_SIDE, check_params, render_raindrops
 from tf_deraindrop.images import (
     IMAGE_SUFFIXES,
     ImageReadError,
@@ -191,6 +191,7 @@ def synthesize_dataset(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if size is not None and min(size) < MIN_SIDE:
         raise SynthesisError(f"size {tuple(size)} is too small: both sides must be >= {MIN_SIDE}")
+    check_params(**params)  # before anything is created
     sources = _as_sources(clean_images)
     out_dir = Path(out_dir)
     for sub in ("data", "gt", "mask"):

@@ -163,5 +163,7 @@ def test_bad_input_is_explained():
         render_raindrops(np.zeros((64, 64, 3), np.float32), seed=0, drop_count=3)
     with pytest.raises(ValueError, match="coverage"):
         render_raindrops(np.zeros((64, 64, 3), np.float32), seed=0, coverage=1.5)
+    with pytest.raises(ValueError, match="larger than the image"):
+        render_raindrops(np.zeros((64, 80, 3), np.float32), seed=0, radius=(0.1, 0.8))
     with pytest.raises(ValueError, match="shape"):
         render_raindrops(np.zeros((64, 64, 2), np.float32), seed=0)

@@ -95,5 +95,9 @@ def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
 def test_bad_arguments():
     with pytest.raises(SynthesisError, match="too small"):
         synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], size=(16, 64))
+    with pytest.raises(ValueError, match="larger than the image"):
+        synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], radius=(0.1, 0.9))
+    with pytest.raises(TypeError, match="unknown raindrop parameter"):
+        synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], drops=3)
     with pytest.raises(SynthesisError, match="pairs_per_image"):
         synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], pairs_per_image=0)
