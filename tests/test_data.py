@@ -128,6 +128,15 @@ def test_rainy_without_clean_partner(tmp_path):
     assert problems[0][0].endswith("1_rain.png")
 
 
+def test_ambiguous_partners(tmp_path):
+    make_layout(tmp_path, [(20, 24)] * 2)
+    Image.new("RGB", (24, 20)).save(tmp_path / "gt" / "1_clean.jpg")
+    with pytest.raises(DatasetError, match=r"two clean partners: .*1_clean\.jpg, .*1_clean\.png"):
+        data.find_pairs(tmp_path)
+    with pytest.warns(DatasetWarning, match="Skipped 1 of 2"):
+        assert [p.name for p in data.find_pairs(tmp_path, skip_bad=True)] == ["0"]
+
+
 def test_split_validation():
     pairs = [Pair(f"r{i}", f"c{i}", None, str(i)) for i in range(20)]
     train, val = data.split_validation(pairs, 0.2, seed=3)
