@@ -50,12 +50,37 @@ def time_it(fn, repeats: int, warmup: int = 1) -> list[float]:
     return times
 
 
+_MATMUL = """
+import time, numpy as np
+n = {n}
+a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+b = a.copy()
+for _ in range(2):
+    a @ b
+best = float("inf")
+for _ in range({repeats}):
+    start = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - start)
+print(2 * n**3 / best / 1e9)
+"""
+
+
 def numpy_matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    best = min(time_it(lambda: a @ b, repeats, warmup=2))
-    return 2 * n**3 / best / 1e9
+    """float32 GEMM rate of numpy, best of `repeats`, in a fresh process.
+
+    A fresh process keeps TensorFlow's and PyTorch's thread pools, loaded in
+    this one, from competing with numpy's BLAS threads.
+    """
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _MATMUL.format(n=n, repeats=repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -66,6 +91,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="96 x 128, one repeat")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument(
+        "--bfloat16", action="store_true", help="also time mixed_bfloat16 (AMX on recent Xeons)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.height, args.width, args.repeats = 96, 128, 2
@@ -88,16 +116,23 @@ def main() -> None:
     h, w = args.height, args.width
     image = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
     flops = 2 * generator_macs(h, w)
-    matmul = numpy_matmul_gflops()
+    matmul = max(numpy_matmul_gflops(), numpy_matmul_gflops())
     floor = flops / (matmul * 1e9)
     print(f"frame {h} x {w}: {flops / 1e9:.0f} GFLOP per forward pass (the authors' network)")
     print(f"numpy float32 matmul: {matmul:.0f} GFLOP/s -> float32 floor {floor:.2f} s per frame")
 
     x = tf.constant(image)
     results = {}
-    for name, jit in (("keras-tf", False), ("keras-tf-xla", True)):
-        fn = tf.function(lambda t: generator(t, training=False)["outputs"][-1], jit_compile=jit)
+    outputs = {}
+    variants = [("keras-tf", generator, False), ("keras-tf-xla", generator, True)]
+    if args.bfloat16:
+        variants.append(
+            ("keras-tf-bf16", import_official_checkpoint(path, "mixed_bfloat16"), False)
+        )
+    for name, model, jit in variants:
+        fn = tf.function(lambda t, m=model: m(t, training=False)["outputs"][-1], jit_compile=jit)
         results[name] = time_it(lambda fn=fn: fn(x).numpy(), args.repeats)
+        outputs[name] = np.clip(fn(x).numpy(), 0, 1)
     if not args.skip_torch:
         t_in = torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(0, 3, 1, 2)))
 
@@ -113,8 +148,10 @@ def main() -> None:
         s = statistics.median(times)
         vs = f"{torch_s / s:.2f}x" if torch_s else "-"
         print(f"{name:<16}{s:>10.2f}{flops / s / 1e9:>10.0f}{s / floor:>9.2f}{vs:>10}")
-    print(f"\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
-          f"{args.threads} threads")
+    print(
+        f"\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
+        f"{args.threads} threads"
+    )
 
 
 if __name__ == "__main__":
