@@ -1,0 +1,197 @@
+"""Latency and peak memory of an exported `.tflite`, side by side with the Keras float generator.
+
+    python -m export.benchmark derain_int8.tflite --threads 2 [--weights gen.pkl]
+
+Each engine runs in a fresh subprocess (so that its peak memory is its own,
+and its thread count is set before the runtime starts) on a random image of
+the model's input size: a few warm-up runs, then `--runs` timed ones.
+Latency is reported as median and 90th percentile; memory as the process'
+peak resident set size, and the part of it above the process' size after
+imports (the model's own share). The Keras generator's weights do not change
+its speed; pass `--weights` to time the very generator the model came from.
+
+Exit codes: 0 done, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return _peak_rss_mb()
+
+
+def _time(run, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _tflite_worker(path: str, threads: int, warmup: int, runs: int) -> dict:
+    from tf_deraindrop.lite import LiteDerainer
+
+    baseline = _current_rss_mb()
+    derainer = LiteDerainer(path, threads=threads)
+    h, w = derainer.tile_size
+    tile = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
+    times = _time(lambda: derainer.run_tile(tile), warmup, runs)
+    return {"times": times, "baseline_mb": baseline, "size": [h, w]}
+
+
+def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: int) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tf_deraindrop.models import Generator
+
+    baseline = _current_rss_mb()
+    if weights:
+        from export.tflite import float32_generator
+        from tf_deraindrop.inference import load_generator
+
+        generator = float32_generator(load_generator(weights))
+    else:
+        generator = Generator()
+        generator.build((None, None, None, 3))
+    h, w = size
+    image = tf.constant(np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32))
+    forward = tf.function(lambda x: generator(x, training=False)["outputs"][-1])
+    times = _time(lambda: forward(image).numpy(), warmup, runs)
+    return {"times": times, "baseline_mb": baseline}
+
+
+def _spawn(args: list[str]) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-m", "export.benchmark", "--worker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"benchmark worker failed ({' '.join(args[:2])}):\n{tail}")
+    return json.loads(lines[-1])
+
+
+def summarize(result: dict) -> dict:
+    """Median, p90 (s) and memory (MB) of one worker's result."""
+    times = np.asarray(result["times"])
+    return {
+        "median_s": float(np.median(times)),
+        "p90_s": float(np.percentile(times, 90)),
+        "peak_mb": float(result["peak_mb"]),
+        "model_mb": float(result["peak_mb"] - result["baseline_mb"]),
+    }
+
+
+def benchmark(
+    path: str,
+    threads: int = 2,
+    runs: int = 10,
+    warmup: int = 2,
+    weights: str | None = None,
+    keras: bool = True,
+) -> dict[str, dict]:
+    """Times the `.tflite` and (with `keras`) the Keras float generator; returns summaries."""
+    common = [str(threads), str(warmup), str(runs)]
+    tflite = _spawn(["tflite", path, *common])
+    results = {f"TFLite {os.path.basename(path)}": summarize(tflite)}
+    if keras:
+        h, w = tflite["size"]
+        keras_result = _spawn(["keras", weights or "", f"{h}x{w}", *common])
+        results["Keras float32 generator"] = summarize(keras_result)
+    return results
+
+
+def table(results: dict[str, dict]) -> str:
+    """A Markdown table of `benchmark` results, with speed ratios to the first row."""
+    first = next(iter(results.values()))["median_s"]
+    rows = [
+        "| engine | median (s) | p90 (s) | peak RSS (MB) | above imports (MB) | time / first |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['median_s']:.3f} | {r['p90_s']:.3f} | {r['peak_mb']:.0f} | "
+            f"{r['model_mb']:.0f} | {r['median_s'] / first:.2f}x |"
+        )
+    return "\n".join(rows)
+
+
+def _worker_main(argv: list[str]) -> int:
+    kind, target, *rest = argv
+    if kind == "tflite":
+        threads, warmup, runs = (int(v) for v in rest)
+        result = _tflite_worker(target, threads, warmup, runs)
+    else:
+        size, threads, warmup, runs = rest
+        h, w = (int(v) for v in size.split("x"))
+        result = _keras_worker(target or None, (h, w), int(threads), int(warmup), int(runs))
+    result["peak_mb"] = _peak_rss_mb()
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return _worker_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m export.benchmark",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="a .tflite written by python -m export.tflite")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
+    parser.add_argument("--weights", help="the Keras generator to compare (.keras or gen.pkl)")
+    parser.add_argument("--no-keras", action="store_true", help="time the .tflite only")
+    args = parser.parse_args(argv)
+    from tf_deraindrop.lite import LiteModelError, load_interpreter
+
+    try:
+        if args.threads < 1 or args.runs < 1 or args.warmup < 0:
+            raise ValueError("--threads and --runs must be at least 1, --warmup at least 0")
+        if args.weights and not os.path.isfile(args.weights):
+            raise ValueError(f"--weights {args.weights}: no such file")
+        load_interpreter(args.model, xnnpack=False)  # a clear error before any subprocess
+        results = benchmark(
+            args.model, args.threads, args.runs, args.warmup, args.weights, not args.no_keras
+        )
+    except (LiteModelError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.threads} threads, {args.warmup} warm-up + {args.runs} timed runs each\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The generator's forward pass, arranged for TFLite and its XNNPACK delegate.
+
+`Generator.call` is written for training; `DeployGraph` computes the same
+derained image from the same weights with a graph that converts well:
+
+* Every `conv(concat(a, b))` becomes `conv(a, K_a) + conv(b, K_b)`. TFLite's
+  int8 CONCATENATION puts all its inputs on one scale, so the LSTM hidden
+  state (in [-1, 1]) would be quantized with the step of the residual
+  features (a range of tens), and the image with the step of the unbounded
+  attention map. Split, each tensor keeps its own scale, for the same
+  multiply-adds.
+* Each LSTM gate is its own convolution, so each gate's pre-activation gets
+  its own int8 scale (about +1 dB in int8, and no slower in XNNPACK); the
+  first step, whose state is zero, convolves the input alone and skips the
+  forget gate, so no zero tensor exists to be folded into the file.
+* `A_0` comes out of a 1x1 convolution of the image with a zero kernel and
+  bias `A_0`: XNNPACK takes it in float and in int8 (it takes neither int8
+  MINIMUM/MAXIMUM nor an int8 MUL by zero), and no full-resolution constant
+  is folded into the file.
+* The image half of `det_conv0` is the same at every step and is computed
+  once.
+* Weights are float32 constants whatever the generator's dtype policy, so a
+  generator trained under `mixed_float16` exports a float32 graph; each is
+  stored once (kernels are split in numpy, not sliced in the graph), so the
+  float32 file weighs the weights' own bytes. The side outputs `S_quarter`
+  and `S_half` are training-only and are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_deraindrop.layers import reflect_pad_average_pool
+
+
+@dataclass
+class _Conv:
+    """One convolution with float32 weights, run with `tf.nn` ops."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None
+    strides: int = 1
+    dilation: int = 1
+    padding: str = "SAME"
+    relu: bool = True
+
+    def __call__(self, x, relu: bool | None = None):
+        y = tf.nn.conv2d(
+            x, self.kernel, strides=self.strides, padding=self.padding, dilations=self.dilation
+        )
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        if self.relu if relu is None else relu:
+            y = tf.nn.relu(y)
+        return y
+
+    def split_inputs(self, channels: int) -> tuple[_Conv, _Conv]:
+        """Convs over the first `channels` inputs (with the bias) and over the rest (without)."""
+        parts = (self.kernel[:, :, :channels], self.kernel[:, :, channels:])
+        return tuple(
+            _Conv(
+                np.ascontiguousarray(kernel),
+                bias,
+                self.strides,
+                self.dilation,
+                self.padding,
+                relu=False,
+            )
+            for kernel, bias in zip(parts, (self.bias, None))
+        )
+
+
+def _float32(variable) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(variable), np.float32)
+
+
+def _from_layer(layer) -> _Conv:
+    """A Keras `Conv2D` as a `_Conv` (float32 weights, same stride, dilation, padding)."""
+    activation = getattr(layer.activation, "__name__", str(layer.activation))
+    if activation not in ("relu", "linear"):
+        raise ValueError(f"{layer.name}: unexpected activation {activation!r}")
+    return _Conv(
+        _float32(layer.kernel),
+        _float32(layer.bias) if layer.use_bias else None,
+        strides=int(layer.strides[0]),
+        dilation=int(layer.dilation_rate[0]),
+        padding=layer.padding.upper(),
+        relu=activation == "relu",
+    )
+
+
+def _lstm_gates(cell) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cell's gates i, f, g, o as `(kernel (k, k, in + filters, filters), bias)`."""
+    gates = getattr(cell, "gates", None)
+    if isinstance(gates, dict):  # one convolution per gate
+        return [(_float32(gates[n].kernel), _float32(gates[n].bias)) for n in "ifgo"]
+    # One joint convolution with 4 * filters outputs, in the order i, f, g, o.
+    kernel, bias = _float32(cell.kernel), _float32(cell.bias)
+    n = kernel.shape[-1] // 4
+    return [(kernel[..., k * n : (k + 1) * n], bias[k * n : (k + 1) * n]) for k in range(4)]
+
+
+class DeployGraph:
+    """The generator as a TF function of an image, arranged as described above.
+
+    Args:
+        generator: a built `Generator` (any dtype policy). Its weights are
+            copied: later changes to the generator do not reach the graph.
+
+    Example:
+        >>> graph = DeployGraph(generator)  # doctest: +SKIP
+        >>> derained, attention = graph(tf.zeros((1, 64, 64, 3)))  # doctest: +SKIP
+    """
+
+    def __init__(self, generator):
+        g = generator
+        self.steps = int(g.steps)
+        self.initial_attention = float(g.initial_attention)
+        self.det_conv0_image, self.det_conv0_map = _from_layer(g.det_conv0).split_inputs(3)
+        self.det_blocks = [(_from_layer(b.conv_a), _from_layer(b.conv_b)) for b in g.det_blocks]
+        features = self.det_blocks[-1][1].kernel.shape[-1]
+        # Per gate: (conv of the step's input with the bias, conv of the hidden state).
+        self.gates = {
+            name: _Conv(kernel, bias, relu=False).split_inputs(features)
+            for name, (kernel, bias) in zip("ifgo", _lstm_gates(g.lstm))
+        }
+        self.det_conv_mask = _from_layer(g.det_conv_mask)
+        self.conv1_image, self.conv1_map = _from_layer(g.conv1).split_inputs(3)
+        self.encoder = [_from_layer(getattr(g, f"conv{i}")) for i in range(2, 7)]
+        self.diconvs = [_from_layer(layer) for layer in g.diconvs]
+        self.conv7, self.conv8 = _from_layer(g.conv7), _from_layer(g.conv8)
+        self.deconv1 = self._transposed(g.deconv1.transposed_conv)
+        self.conv9 = _from_layer(g.conv9)
+        self.deconv2 = self._transposed(g.deconv2.transposed_conv)
+        self.conv10 = _from_layer(g.conv10)
+        self.output_conv = _from_layer(g.output_conv)
+
+    @staticmethod
+    def _transposed(layer):
+        return _float32(layer.kernel), _float32(layer.bias)
+
+    @staticmethod
+    def _upsample(x, transposed):
+        kernel, bias = transposed
+        b, h, w, _ = x.shape
+        y = tf.nn.conv2d_transpose(
+            x, kernel, output_shape=(b, 2 * h, 2 * w, kernel.shape[2]), strides=2, padding="SAME"
+        )
+        return tf.nn.relu(reflect_pad_average_pool(tf.nn.bias_add(y, bias)))
+
+    def _gate(self, name, x, hidden):
+        conv_input, conv_hidden = self.gates[name]
+        z = conv_input(x)
+        return z if hidden is None else z + conv_hidden(hidden)
+
+    def attention_maps(self, image):
+        """`[A_1, ..., A_N]`, as `Generator.attention_maps`."""
+        image_part = self.det_conv0_image(image)
+        attention = tf.nn.bias_add(
+            tf.nn.conv2d(image, np.zeros((1, 1, 3, 1), np.float32), 1, "VALID"),
+            np.full((1,), self.initial_attention, np.float32),
+        )
+        hidden = cell = None
+        maps = []
+        for _ in range(self.steps):
+            x = tf.nn.relu(image_part + self.det_conv0_map(attention))
+            for conv_a, conv_b in self.det_blocks:
+                x = tf.nn.relu(conv_b(conv_a(x)) + x)
+            i = tf.sigmoid(self._gate("i", x, hidden))
+            g = tf.tanh(self._gate("g", x, hidden))
+            o = tf.sigmoid(self._gate("o", x, hidden))
+            if cell is None:
+                cell = i * g
+            else:
+                cell = tf.sigmoid(self._gate("f", x, hidden)) * cell + i * g
+            hidden = o * tf.tanh(cell)
+            attention = self.det_conv_mask(hidden)
+            maps.append(attention)
+        return maps
+
+    def autoencoder(self, image, attention):
+        """The derained image `O`, as `Generator.autoencoder(...)[-1]`."""
+        x = tf.nn.relu(self.conv1_image(image) + self.conv1_map(attention))
+        res1 = x
+        pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
+        conv2, conv3, conv4, conv5, conv6 = self.encoder
+        x = conv3(conv2(tf.pad(x, pad)))
+        res2 = x
+        x = conv6(conv5(conv4(tf.pad(x, pad))))
+        for diconv in self.diconvs:
+            x = diconv(x)
+        x = self.conv8(self.conv7(x))
+        x = self._upsample(x, self.deconv1) + res2
+        x = self.conv9(x)
+        x = self._upsample(x, self.deconv2) + res1
+        return self.output_conv(self.conv10(x))
+
+    def __call__(self, image):
+        """Returns `(O, A_N)` for a float32 image `(1, H, W, 3)` of static shape."""
+        # Name scopes let a quantization debugger pick either half by name.
+        with tf.name_scope("attentive_recurrent"):
+            attention = self.attention_maps(image)[-1]
+        with tf.name_scope("autoencoder"):
+            return self.autoencoder(image, attention), attention

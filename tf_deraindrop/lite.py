@@ -1,0 +1,215 @@
+"""Running an exported `.tflite` generator on frames of any size (edge Linux boxes, tests).
+
+A `.tflite` from `python -m export.tflite` has one static input size. A
+camera frame of another size is covered with tiles of that size that
+overlap; each tile goes through the model, and the overlaps are blended with
+linear ramps so that no seam shows. A frame no larger than the model runs in
+one pass (padded by reflection).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from tf_deraindrop.images import to_float_rgb, to_uint8
+
+#: Name of the signature, its input and its outputs in an exported model.
+SIGNATURE = "derain"
+INPUT = "image"
+OUTPUT = "derained"
+ATTENTION = "attention"
+
+
+class LiteModelError(ValueError):
+    """The file is missing, not a `.tflite` model, or not an exported generator."""
+
+
+def load_interpreter(path: str | os.PathLike, threads: int | None = None, xnnpack: bool = True):
+    """Opens a `.tflite` file with LiteRT (`ai_edge_litert`).
+
+    Args:
+        path: the `.tflite` file.
+        threads: CPU threads (None: LiteRT's default).
+        xnnpack: apply the XNNPACK CPU delegate (LiteRT's default); False
+            runs LiteRT's own kernels only.
+
+    Raises:
+        LiteModelError: no such file, or not a TFLite flatbuffer.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise LiteModelError(f"{path}: no such file")
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interpreter = Interpreter(
+            model_path=path, num_threads=threads, experimental_op_resolver_type=resolver
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise LiteModelError(f"{path}: not a TFLite model LiteRT can load ({err})") from err
+    return interpreter
+
+
+def _positions(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of `tile` covering `size`, overlapping by at least `overlap`."""
+    if size <= tile:
+        return [0]
+    count = math.ceil((size - overlap) / (tile - overlap))
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def _ramp(tile: int, start: int, size: int, overlap: int) -> np.ndarray:
+    """Blending weight along one axis of a tile: ramps up/down over `overlap` inside the frame."""
+    x = np.arange(tile, dtype=np.float64) + 0.5
+    weight = np.ones(tile)
+    if overlap > 0:
+        if start > 0:  # a neighbour on this side: ramp up
+            weight = np.minimum(weight, x / overlap)
+        if start + tile < size:  # a neighbour on the other side: ramp down
+            weight = np.minimum(weight, (tile - x) / overlap)
+    return weight
+
+
+def tile_and_blend(run, image: np.ndarray, tile: tuple[int, int], overlap: int) -> np.ndarray:
+    """Applies `run` (`(h, w, 3) -> (h, w, C)`, one tile) to an image of any size.
+
+    Frames smaller than the tile along an axis are padded by reflection
+    (or edge repetition when too small to reflect) and cropped back.
+
+    Args:
+        run: function of one float32 tile of size `tile`, returning an array
+            of the same height and width.
+        image: float32 `(H, W, 3)`.
+        tile: `(height, width)` of the tiles.
+        overlap: minimum overlap of neighbouring tiles, in pixels.
+
+    Returns:
+        float32 `(H, W, C)`: the blended outputs.
+    """
+    th, tw = tile
+    h, w = image.shape[:2]
+    ph, pw = max(0, th - h), max(0, tw - w)
+    if ph or pw:
+        mode = "reflect" if h > ph and w > pw else "edge"
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    height, width = image.shape[:2]
+    overlap = max(0, min(overlap, th - 1, tw - 1))
+    total = None
+    weights = np.zeros((height, width, 1))
+    for y in _positions(height, th, overlap):
+        wy = _ramp(th, y, height, overlap)
+        for x in _positions(width, tw, overlap):
+            out = np.asarray(run(image[y : y + th, x : x + tw]), np.float64)
+            if total is None:
+                total = np.zeros((height, width, out.shape[-1]))
+            weight = (wy[:, None] * _ramp(tw, x, width, overlap)[None, :])[..., None]
+            total[y : y + th, x : x + tw] += out * weight
+            weights[y : y + th, x : x + tw] += weight
+    return (total / weights)[:h, :w].astype(np.float32)
+
+
+class LiteDerainer:
+    """Removes raindrops with an exported `.tflite` generator, on frames of any size.
+
+    Args:
+        path: a `.tflite` written by `python -m export.tflite` (any mode,
+            float32 or uint8 I/O, with or without the attention output).
+        threads: CPU threads for LiteRT (None: its default).
+        overlap: overlap of neighbouring tiles in pixels (default: a quarter
+            of the model's shorter side). Larger overlaps hide seams better
+            and cost more tiles.
+        xnnpack: use the XNNPACK CPU delegate (LiteRT's default).
+
+    Raises:
+        LiteModelError: the file is not a `.tflite` with a `derain` signature.
+
+    Example:
+        >>> derainer = LiteDerainer("derain_int8.tflite", threads=2)  # doctest: +SKIP
+        >>> clean = derainer.derain(frame)  # uint8 RGB of the frame's size  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        overlap: int | None = None,
+        xnnpack: bool = True,
+    ):
+        self.path = os.fspath(path)
+        self.interpreter = load_interpreter(self.path, threads=threads, xnnpack=xnnpack)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE not in signatures or INPUT not in signatures[SIGNATURE]["inputs"]:
+            raise LiteModelError(
+                f"{self.path}: no '{SIGNATURE}' signature with an '{INPUT}' input "
+                f"(found {signatures}); export it with python -m export.tflite"
+            )
+        self._runner = self.interpreter.get_signature_runner(SIGNATURE)
+        self._input = self._runner.get_input_details()[INPUT]
+        outputs = self._runner.get_output_details()
+        if OUTPUT not in outputs:
+            raise LiteModelError(f"{self.path}: the '{SIGNATURE}' signature has no '{OUTPUT}'")
+        self._outputs = outputs
+        shape = tuple(int(d) for d in self._input["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+            raise LiteModelError(f"{self.path}: input shape {shape}, expected (1, H, W, 3)")
+        self.tile_size = shape[1:3]
+        self.overlap = int(overlap) if overlap is not None else max(4, min(self.tile_size) // 4)
+        self.has_attention = ATTENTION in outputs
+        self.input_dtype = np.dtype(self._input["dtype"])
+
+    def _dequantize(self, name: str, value: np.ndarray) -> np.ndarray:
+        detail = self._outputs[name]
+        if np.dtype(detail["dtype"]) == np.float32:
+            return value.astype(np.float32)
+        if name == OUTPUT and np.dtype(detail["dtype"]) == np.uint8:
+            # uint8 I/O: pixel values 0..255 (see export.tflite).
+            return value.astype(np.float32) / 255.0
+        scale, zero_point = detail["quantization"]
+        return (value.astype(np.float32) - zero_point) * scale
+
+    def run_tile(self, tile: np.ndarray, with_attention: bool = False) -> np.ndarray:
+        """One pass of the model on a float32 tile of exactly `tile_size`.
+
+        Returns float32 `(h, w, 3)` (not clipped for float models), with the
+        attention map as a fourth channel when `with_attention`.
+        """
+        if self.input_dtype == np.uint8:
+            feed = to_uint8(tile)
+        else:
+            feed = tile.astype(self.input_dtype)
+        result = self._runner(**{INPUT: feed[None]})
+        out = self._dequantize(OUTPUT, result[OUTPUT][0])
+        if with_attention:
+            out = np.concatenate([out, self._dequantize(ATTENTION, result[ATTENTION][0])], -1)
+        return out
+
+    def derain(self, image: np.ndarray, return_attention: bool = False):
+        """Removes raindrops from one image of any size, like `tf_deraindrop.derain`.
+
+        Args:
+            image: RGB, RGBA or grayscale; uint8, uint16 or float in [0, 1].
+            return_attention: also return the final attention map `A_N`,
+                float32 `(H, W)` (the model must be exported with
+                `--with-attention`).
+
+        Returns:
+            uint8 RGB `(H, W, 3)` of the input's size, or `(image, attention)`.
+        """
+        if return_attention and not self.has_attention:
+            raise ValueError(
+                f"{self.path} has no attention output; export it with --with-attention"
+            )
+        rgb = to_float_rgb(image)
+        out = tile_and_blend(
+            lambda t: self.run_tile(t, with_attention=return_attention),
+            rgb,
+            self.tile_size,
+            self.overlap,
+        )
+        derained = to_uint8(out[..., :3])
+        return (derained, out[..., 3]) if return_attention else derained
