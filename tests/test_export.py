@@ -1,0 +1,289 @@
+"""TFLite export: every mode against Keras, signature, uint8 I/O, XNNPACK coverage, bad input.
+
+Each conversion happens once per module (fixtures), at 32 x 48, from a
+generator with He-initialised random weights imported through the authors'
+checkpoint format, so that outputs vary across the image and accuracy
+checks mean something.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from export import benchmark as bench
+from export import tflite
+from export.analysis import op_counts, xnnpack_coverage
+from tf_deraindrop.images import to_uint8
+from tf_deraindrop.lite import LiteDerainer, LiteModelError, load_interpreter
+
+H, W = 32, 48
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from tests.torch_reference import ReferenceGenerator, he_init_
+
+    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
+    torch.save(he_init_(ReferenceGenerator(), seed=3).state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def generator(checkpoint):
+    from tf_deraindrop.checkpoint import import_official_checkpoint
+
+    return import_official_checkpoint(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(request, tmp_path_factory):
+    """The real rainy photos when present, else a folder of synthetic scenes."""
+    try:
+        return str(request.getfixturevalue("real_raindrops_dir"))
+    except pytest.skip.Exception:
+        from tf_deraindrop.images import write_image
+
+        folder = tmp_path_factory.mktemp("calibration")
+        for i, image in enumerate(tflite.synthetic_images(3, 96, 128, seed=5)):
+            write_image(folder / f"scene{i}.png", image)
+        return str(folder)
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def image(request):
+    """A crop of a real photo (held out from int8 calibration), else a synthetic scene."""
+    from tf_deraindrop.images import read_image
+
+    try:
+        folder = request.getfixturevalue("real_raindrops_dir")
+    except pytest.skip.Exception:
+        return tflite.synthetic_images(1, H, W, seed=9)[0]
+    return read_image(folder / "case2.jpg")[200 : 200 + H, 300 : 300 + W]
+
+
+def export(generator, out_dir, name, **kwargs):
+    return tflite.export_tflite(
+        generator, str(out_dir / name), H, W, progress=False, log=lambda _: None, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def float32_model(generator, out_dir):
+    return export(generator, out_dir, "none.tflite")
+
+
+@pytest.fixture(scope="module")
+def int8_model(generator, out_dir, calibration_dir):
+    return export(
+        generator, out_dir, "int8.tflite", quantize="int8", calibration_dir=calibration_dir
+    )
+
+
+def keras_output(generator, image):
+    return np.asarray(generator(image[None], training=False)["outputs"][-1])[0]
+
+
+def test_float32_equals_keras_within_1e4(float32_model, generator, image):
+    ours = LiteDerainer(float32_model.path).run_tile(image)
+    assert np.abs(ours - keras_output(generator, image)).max() < 1e-4
+    assert float32_model.verification.passed
+    assert min(float32_model.verification.psnr) > 80
+
+
+def test_float32_file_weighs_the_weights(float32_model, generator):
+    # No folded full-resolution constants (zero LSTM state, A_0 = 0.5).
+    assert float32_model.size == os.path.getsize(float32_model.path)
+    assert abs(float32_model.size / (4 * generator.count_params()) - 1) < 0.05
+
+
+def test_signature_names(float32_model, generator, out_dir):
+    interpreter = load_interpreter(float32_model.path)
+    assert interpreter.get_signature_list() == {
+        "derain": {"inputs": ["image"], "outputs": ["derained"]}
+    }
+    with_attention = export(generator, out_dir, "att.tflite", with_attention=True)
+    signatures = load_interpreter(with_attention.path).get_signature_list()
+    assert signatures["derain"]["inputs"] == ["image"]
+    assert sorted(signatures["derain"]["outputs"]) == ["attention", "derained"]
+    pixels = to_uint8(tflite.synthetic_images(1, H, W)[0])
+    out, attention = LiteDerainer(with_attention.path).derain(pixels, return_attention=True)
+    expected = generator(pixels[None].astype(np.float32) / 255)["attention"][-1]
+    assert attention.shape == (H, W) and out.shape == (H, W, 3) and out.dtype == np.uint8
+    assert np.abs(attention - np.asarray(expected)[0, ..., 0]).max() < 1e-4
+
+
+def test_graph_has_only_ops_xnnpack_takes(float32_model):
+    # MIRROR_PAD and int8 AVERAGE_POOL_2D, MINIMUM/MAXIMUM are what XNNPACK
+    # refuses; the reflect pad + pool is slices and adds instead.
+    for op in ("MIRROR_PAD", "AVERAGE_POOL_2D", "MINIMUM", "MAXIMUM", "CAST"):
+        assert op not in float32_model.ops
+
+
+def test_xnnpack_takes_every_op_float32_and_int8(float32_model, int8_model):
+    for report in (float32_model, int8_model):
+        coverage = xnnpack_coverage(report.path)
+        assert coverage.complete, str(coverage)
+        assert coverage.total == sum(op_counts(report.path).values())
+
+
+def test_coverage_reports_ops_xnnpack_refuses(tmp_path):
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32, name="image")])
+        def derain(self, image):
+            x = tf.pad(image, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+            return {"derained": tf.math.cumsum(x, axis=1)[:, 1:-1, 1:-1] * 2.0}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"derain": module.derain})
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite.convert(str(tmp_path / "sm"), "none"))
+    coverage = xnnpack_coverage(path)
+    assert not coverage.complete
+    assert coverage.not_taken["CUMSUM"] == 1
+    assert coverage.taken < coverage.total
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic"])
+def test_weight_quantized_modes(mode, generator, out_dir, image):
+    report = export(generator, out_dir, f"{mode}.tflite", quantize=mode)
+    assert abs(report.size_ratio - 1) < 0.05
+    assert xnnpack_coverage(report.path).complete
+    ours = LiteDerainer(report.path).run_tile(image)
+    psnr = tflite.psnr(ours, keras_output(generator, image))
+    assert psnr >= tflite.DEFAULT_MIN_PSNR[mode]
+    if mode == "float16":
+        assert np.abs(ours - keras_output(generator, image)).max() < 0.02
+
+
+def test_int8_close_to_keras(int8_model, generator, image):
+    assert abs(int8_model.size_ratio - 1) < 0.05
+    assert "calibration" in int8_model.calibration.lower()
+    ours = LiteDerainer(int8_model.path).run_tile(image)
+    assert tflite.psnr(ours, keras_output(generator, image)) >= tflite.DEFAULT_MIN_PSNR["int8"]
+    assert int8_model.verification.passed
+
+
+@pytest.mark.parametrize("mode", ["none", "int8"])
+def test_uint8_io_is_pixels(mode, generator, out_dir, calibration_dir, image):
+    report = export(
+        generator,
+        out_dir,
+        f"{mode}_u8.tflite",
+        quantize=mode,
+        uint8_io=True,
+        calibration_dir=calibration_dir if mode == "int8" else None,
+    )
+    runner = load_interpreter(report.path).get_signature_runner("derain")
+    for detail in (runner.get_input_details()["image"], runner.get_output_details()["derained"]):
+        assert detail["dtype"] == np.uint8
+        scale, zero_point = detail["quantization"]
+        assert zero_point == 0 and scale == pytest.approx(1 / 255)
+    pixels = to_uint8(image)
+    out = runner(image=pixels[None])["derained"][0]
+    expected = to_uint8(keras_output(generator, pixels.astype(np.float32) / 255))
+    diff = np.abs(out.astype(int) - expected)
+    coverage = xnnpack_coverage(report.path)
+    if mode == "none":
+        assert diff.max() <= 1  # rounding only
+        assert coverage.complete, str(coverage)
+    else:
+        assert tflite.psnr(out / 255.0, expected / 255.0) >= tflite.DEFAULT_MIN_PSNR["int8"]
+        # Only the uint8 <-> int8 requantizations at the two ends stay outside.
+        assert coverage.partitions == 1 and set(coverage.not_taken) == {"QUANTIZE"}
+
+
+def test_verification_failure_keeps_rejected_file(generator, tmp_path):
+    output = tmp_path / "model.tflite"
+    with pytest.raises(tflite.VerificationFailed, match="rejected"):
+        tflite.export_tflite(
+            generator, str(output), 16, 16, min_psnr=1000, progress=False, log=lambda _: None
+        )
+    assert not output.exists()
+    assert (tmp_path / "model.tflite.rejected").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite.rejected"]
+
+
+def run_cli(argv, capsys):
+    code = tflite.main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_bad_input(tmp_path, checkpoint, calibration_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    model = str(out / "m.tflite")
+    base = ["--height", "32", "--width", "48", "-o", model]
+    code, err = run_cli(["--weights", str(tmp_path / "missing.pkl"), *base], capsys)
+    assert code == 2 and "missing.pkl" in err
+    bad = tmp_path / "bad.pkl"
+    bad.write_text("not a checkpoint")
+    code, err = run_cli(["--weights", str(bad), *base], capsys)
+    assert code == 2 and "bad.pkl" in err
+    code, err = run_cli(
+        ["--weights", checkpoint, "--height", "30", "--width", "48", "-o", model], capsys
+    )
+    assert code == 2 and "--height 30" in err and "multiple of 4" in err
+    code, err = run_cli(["--weights", checkpoint, "--quantize", "int8", *base], capsys)
+    assert code == 2 and "--calibration-dir" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(
+        ["--weights", checkpoint, "--quantize", "int8", "--calibration-dir", str(empty), *base],
+        capsys,
+    )
+    assert code == 2 and "no images" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    code, err = run_cli(
+        ["--weights", checkpoint, "--quantize", "int8", "--calibration-dir", str(broken), *base],
+        capsys,
+    )
+    assert code == 2 and "could be read" in err and "a.jpg" in err
+    assert list(out.iterdir()) == []  # nothing half-written
+
+
+def test_cli_exports_and_prints_the_summary(checkpoint, tmp_path, capsys):
+    model = tmp_path / "m.tflite"
+    code = tflite.main(
+        ["--weights", checkpoint, "--height", "16", "--width", "16", "--quiet", "-o", str(model)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and model.is_file()
+    assert "XNNPACK delegate: " in out and "CONV_2D" in out and "PSNR" in out and "MB" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tflite"]
+
+
+def test_not_a_tflite(tmp_path, capsys):
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"definitely not a flatbuffer")
+    with pytest.raises(LiteModelError, match="fake.tflite"):
+        LiteDerainer(fake)
+    with pytest.raises(LiteModelError, match="no such file"):
+        LiteDerainer(tmp_path / "absent.tflite")
+    assert bench.main([str(fake)]) == 2
+    assert "fake.tflite" in capsys.readouterr().err
+
+
+def test_benchmark_table_side_by_side(float32_model, capsys):
+    code = bench.main([float32_model.path, "--threads", "1", "--runs", "2", "--warmup", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 2 and "TFLite none.tflite" in rows[0] and "Keras" in rows[1]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        median, p90, peak = float(cells[1]), float(cells[2]), float(cells[3])
+        assert 0 < median <= p90 and peak > 0
