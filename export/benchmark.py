@@ -26,17 +26,29 @@ import time
 import numpy as np
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
+def peak_rss_mb() -> float:
+    """This process' peak resident set size in MB.
+
+    Linux's VmHWM is reset by exec; `ru_maxrss` is not (a worker would
+    report its parent's size at fork), so it is only the fallback.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _current_rss_mb() -> float:
+def current_rss_mb() -> float:
+    """This process' resident set size now, in MB."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
-        return _peak_rss_mb()
+        return peak_rss_mb()
 
 
 def _time(run, warmup: int, runs: int) -> list[float]:
@@ -53,7 +65,7 @@ def _time(run, warmup: int, runs: int) -> list[float]:
 def _tflite_worker(path: str, threads: int, warmup: int, runs: int) -> dict:
     from tf_deraindrop.lite import LiteDerainer
 
-    baseline = _current_rss_mb()
+    baseline = current_rss_mb()
     derainer = LiteDerainer(path, threads=threads)
     h, w = derainer.tile_size
     tile = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
@@ -68,7 +80,7 @@ def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: in
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tf_deraindrop.models import Generator
 
-    baseline = _current_rss_mb()
+    baseline = current_rss_mb()
     if weights:
         from export.tflite import float32_generator
         from tf_deraindrop.inference import load_generator
@@ -84,7 +96,8 @@ def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: in
     return {"times": times, "baseline_mb": baseline}
 
 
-def _spawn(args: list[str]) -> dict:
+def spawn_worker(args: list[str]) -> dict:
+    """Runs `python -m export.benchmark --worker ARGS` and returns its JSON result."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
         [sys.executable, "-m", "export.benchmark", "--worker", *args],
@@ -120,11 +133,11 @@ def benchmark(
 ) -> dict[str, dict]:
     """Times the `.tflite` and (with `keras`) the Keras float generator; returns summaries."""
     common = [str(threads), str(warmup), str(runs)]
-    tflite = _spawn(["tflite", path, *common])
+    tflite = spawn_worker(["tflite", path, *common])
     results = {f"TFLite {os.path.basename(path)}": summarize(tflite)}
     if keras:
         h, w = tflite["size"]
-        keras_result = _spawn(["keras", weights or "", f"{h}x{w}", *common])
+        keras_result = spawn_worker(["keras", weights or "", f"{h}x{w}", *common])
         results["Keras float32 generator"] = summarize(keras_result)
     return results
 
@@ -153,7 +166,7 @@ def _worker_main(argv: list[str]) -> int:
         size, threads, warmup, runs = rest
         h, w = (int(v) for v in size.split("x"))
         result = _keras_worker(target or None, (h, w), int(threads), int(warmup), int(runs))
-    result["peak_mb"] = _peak_rss_mb()
+    result["peak_mb"] = peak_rss_mb()
     print(json.dumps(result))
     return 0
 
