@@ -1,0 +1,101 @@
+"""Choosing the distribution strategy and the precision policy of a training run.
+
+`auto` picks what the machine offers: `multi_worker` where `TF_CONFIG` names a
+cluster of several tasks, `mirrored` with several GPUs, the default strategy
+otherwise; `mixed_float16` on a GPU, `float32` on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from tf_deraindrop.config import ConfigError
+
+
+def tf_config() -> dict[str, Any]:
+    """The parsed `TF_CONFIG` environment variable (an empty dict when unset)."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'.")
+    return value
+
+
+def cluster_size() -> int:
+    """Number of chief and worker tasks that `TF_CONFIG` names (0 without a cluster)."""
+    cluster = tf_config().get("cluster", {})
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+
+
+def task() -> tuple[str, int]:
+    """This process's `(task type, index)` from `TF_CONFIG`, or `("worker", 0)`."""
+    value = tf_config().get("task", {})
+    return str(value.get("type", "worker")), int(value.get("index", 0))
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run's files (checkpoints, logs, exports).
+
+    The chief is the `chief` task where the cluster has one, else worker 0.
+    """
+    kind, index = task()
+    has_chief = bool(tf_config().get("cluster", {}).get("chief"))
+    return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
+
+
+def resolve_strategy_name(name: str) -> str:
+    """Turns `auto` into `multi_worker`, `mirrored` or `default`."""
+    if name != "auto":
+        return name
+    if cluster_size() > 1:
+        return "multi_worker"
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Creates the strategy; call it before any other TensorFlow work.
+
+    Args:
+        name: `auto`, `default`, `mirrored` (all local GPUs; all logical CPU
+            devices where there is no GPU) or `multi_worker` (needs `TF_CONFIG`).
+
+    Raises:
+        ConfigError: `multi_worker` without a `TF_CONFIG` cluster.
+    """
+    name = resolve_strategy_name(name)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    if name == "multi_worker":
+        if cluster_size() < 1:
+            raise ConfigError(
+                "--strategy multi_worker needs TF_CONFIG naming the cluster, e.g. "
+                '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                '"task": {"type": "worker", "index": 0}}.'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"--strategy: unknown strategy '{name}'.")
+
+
+def resolve_precision(name: str = "auto") -> str:
+    """Turns `auto` into `mixed_float16` on a GPU and `float32` elsewhere."""
+    if name == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    if name not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ConfigError(f"--precision: unknown precision '{name}'.")
+    return name
