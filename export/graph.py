@@ -167,18 +167,21 @@ class DeployGraph:
         hidden = cell = None
         maps = []
         for _ in range(self.steps):
-            x = tf.nn.relu(image_part + self.det_conv0_map(attention))
-            for conv_a, conv_b in self.det_blocks:
-                x = tf.nn.relu(conv_b(conv_a(x)) + x)
-            i = tf.sigmoid(self._gate("i", x, hidden))
-            g = tf.tanh(self._gate("g", x, hidden))
-            o = tf.sigmoid(self._gate("o", x, hidden))
-            if cell is None:
-                cell = i * g
-            else:
-                cell = tf.sigmoid(self._gate("f", x, hidden)) * cell + i * g
-            hidden = o * tf.tanh(cell)
-            attention = self.det_conv_mask(hidden)
+            with tf.name_scope("det_blocks"):
+                x = tf.nn.relu(image_part + self.det_conv0_map(attention))
+                for conv_a, conv_b in self.det_blocks:
+                    x = tf.nn.relu(conv_b(conv_a(x)) + x)
+            with tf.name_scope("gates"):
+                i = self._gate("i", x, hidden)
+                g = self._gate("g", x, hidden)
+                o = self._gate("o", x, hidden)
+                f = None if cell is None else self._gate("f", x, hidden)
+            with tf.name_scope("lstm"):
+                i, g, o = tf.sigmoid(i), tf.tanh(g), tf.sigmoid(o)
+                cell = i * g if cell is None else tf.sigmoid(f) * cell + i * g
+                hidden = o * tf.tanh(cell)
+            with tf.name_scope("mask"):
+                attention = self.det_conv_mask(hidden)
             maps.append(attention)
         return maps
 
@@ -201,7 +204,8 @@ class DeployGraph:
 
     def __call__(self, image):
         """Returns `(O, A_N)` for a float32 image `(1, H, W, 3)` of static shape."""
-        # Name scopes let a quantization debugger pick either half by name.
+        # Name scopes (here and in attention_maps) let a quantization
+        # debugger pick parts of the graph by name.
         with tf.name_scope("attentive_recurrent"):
             attention = self.attention_maps(image)[-1]
         with tf.name_scope("autoencoder"):

@@ -44,8 +44,14 @@ WEIGHT_BYTES = {"none": 4, "float16": 2, "dynamic": 1, "int8": 1}
 
 #: Lowest PSNR (dB, outputs clipped to [0, 1], peak 1) against the Keras
 #: float generator that an export may have on any verification sample.
-#: See docs/mobile.md for the measurements behind them.
-DEFAULT_MIN_PSNR = {"none": 50.0, "float16": 45.0, "dynamic": 25.0, "int8": 21.0}
+#: Measured with benchmarks/bench_export.py on He-initialised random
+#: generators (4 seeds at 64x96, 2 at 128x192, the worst seed at 480x720)
+#: on the real photos: float32 >= 118 dB (uint8 I/O: rounding caps it near
+#: 59), float16 62.7 to 76.7, dynamic 30.9 to 42.4, int8 26.1 to 37.7 (the
+#: lowest at 480x720). Each threshold sits about 6 dB under the lowest value
+#: (float16 and float32 well under, for uint8 I/O); a broken conversion (a
+#: wrong channel order, a collapsed calibration range) scores under 15 dB.
+DEFAULT_MIN_PSNR = {"none": 50.0, "float16": 45.0, "dynamic": 24.0, "int8": 20.0}
 
 
 class ExportError(Exception):
