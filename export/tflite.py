@@ -122,16 +122,16 @@ class ExportReport:
 # --------------------------------------------------------------------------- images
 
 
-def list_images(directory: str) -> list[str]:
+def list_images(directory: str, flag: str = "--calibration-dir") -> list[str]:
     """Image files directly in `directory`, sorted. Raises `ExportError` if none."""
     from tf_deraindrop.images import IMAGE_SUFFIXES
 
     if not os.path.isdir(directory):
-        raise ExportError(f"{directory}: no such folder")
+        raise ExportError(f"{flag} {directory}: no such folder")
     try:
         names = sorted(os.listdir(directory))
     except OSError as err:
-        raise ExportError(f"{directory}: cannot list the folder ({err})") from err
+        raise ExportError(f"{flag} {directory}: cannot list the folder ({err})") from err
     paths = [
         os.path.join(directory, n)
         for n in names
@@ -493,7 +493,7 @@ def export_tflite(
     verify_source = ""
     if verify_model:
         if verify_dir:
-            held_out = read_images(list_images(verify_dir), "verification")
+            held_out = read_images(list_images(verify_dir, "--verify-dir"), "verification")
             verify_source = f"{len(held_out)} images from {verify_dir}"
         elif held_out:
             verify_source = f"{len(held_out)} held-out images from {calibration_dir}"
@@ -610,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ExportError(f"--weights {args.weights}: no such file")
         if args.calibration_dir:
             list_images(args.calibration_dir)
+        if args.verify_dir:
+            list_images(args.verify_dir, "--verify-dir")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from tf_deraindrop.inference import load_generator
 

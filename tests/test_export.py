@@ -204,6 +204,20 @@ def test_uint8_io_is_pixels(mode, generator, out_dir, calibration_dir, image):
         assert coverage.partitions == 1 and set(coverage.not_taken) == {"QUANTIZE"}
 
 
+def test_mixed_precision_generator_exports_float32(generator, float32_model, out_dir, image):
+    from tf_deraindrop.models import Generator
+
+    mixed = Generator(dtype="mixed_float16")
+    mixed.build((None, None, None, 3))
+    mixed.set_weights(generator.get_weights())
+    report = export(mixed, out_dir, "mixed.tflite")
+    assert report.verification.passed
+    tensors = load_interpreter(report.path, xnnpack=False).get_tensor_details()
+    assert {np.dtype(t["dtype"]) for t in tensors} <= {np.dtype("float32"), np.dtype("int32")}
+    ours = LiteDerainer(report.path).run_tile(image)
+    np.testing.assert_allclose(ours, LiteDerainer(float32_model.path).run_tile(image), atol=1e-5)
+
+
 def test_verification_failure_keeps_rejected_file(generator, tmp_path):
     output = tmp_path / "model.tflite"
     with pytest.raises(tflite.VerificationFailed, match="rejected"):
@@ -237,6 +251,10 @@ def test_cli_bad_input(tmp_path, checkpoint, calibration_dir, capsys):
     assert code == 2 and "--height 30" in err and "multiple of 4" in err
     code, err = run_cli(["--weights", checkpoint, "--quantize", "int8", *base], capsys)
     assert code == 2 and "--calibration-dir" in err
+    code, err = run_cli(
+        ["--weights", checkpoint, "--calibration-dir", str(tmp_path / "nowhere"), *base], capsys
+    )
+    assert code == 2 and "--calibration-dir" in err and "nowhere" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     code, err = run_cli(
