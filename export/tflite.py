@@ -34,8 +34,12 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from export.analysis import DelegateCoverage
 
 MODES = ("none", "float16", "dynamic", "int8")
 
@@ -93,7 +97,7 @@ class ExportReport:
     size: int
     weight_bytes: int
     ops: Counter
-    xnnpack: object
+    xnnpack: DelegateCoverage
     seconds: float
     calibration: str = ""
     verification: Verification | None = None
