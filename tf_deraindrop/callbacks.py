@@ -54,7 +54,7 @@ def make_panel(rainy, attention_maps: Sequence, derained, clean, gap: int = 2) -
         float32 RGB `(B * H + gaps, (N + 3) * W + gaps, 3)` in [0, 1].
     """
     rainy, derained, clean = (
-        np.clip(np.asarray(a, np.float32), 0, 1) for a in (rainy, derained, clean)
+        np.clip(np.nan_to_num(np.asarray(a, np.float32)), 0, 1) for a in (rainy, derained, clean)
     )
     maps = [np.asarray(a) for a in attention_maps]
     rows = []

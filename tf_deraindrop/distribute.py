@@ -92,6 +92,17 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     raise ConfigError(f"--strategy: unknown strategy '{name}'.")
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """A readable name: `default`, `MirroredStrategy` or `MultiWorkerMirroredStrategy`."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        return "default"
+    return type(strategy).__name__
+
+
 def resolve_precision(name: str = "auto") -> str:
     """Turns `auto` into `mixed_float16` on a GPU and `float32` elsewhere."""
     if name == "auto":

@@ -28,6 +28,21 @@ def _is_loss_scaled(optimizer) -> bool:
     return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+def _loggable(logs: dict) -> dict:
+    """The step's results in the shape Keras can reduce over the replicas.
+
+    Across several workers, Keras' TF trainer reduces each result with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar; there
+    each value gets a length-1 axis, which that reduction removes again.
+    """
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    ):
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
+
+
 class AttentiveGAN(keras.Model):
     """Generator, discriminator and perceptual loss, trained with `fit`.
 
@@ -142,6 +157,14 @@ class AttentiveGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # compile() has built every network and optimizer. Keras' TF trainer
+        # would otherwise pull a batch at the start of every fit() under a
+        # strategy and reduce it eagerly, which MultiWorkerMirroredStrategy
+        # cannot do.
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def metrics(self):
         return [*self.loss_trackers.values(), self.psnr_tracker, self.ssim_tracker]
@@ -214,7 +237,7 @@ class AttentiveGAN(keras.Model):
             g_loss_scale=self.loss_scale(self.g_optimizer),
             d_loss_scale=self.loss_scale(self.d_optimizer),
         )
-        return logs
+        return _loggable(logs)
 
     def test_step(self, data):
         from tf_deraindrop import metrics  # noqa: PLC0415
@@ -224,7 +247,7 @@ class AttentiveGAN(keras.Model):
         derained = ops.clip(derained, 0.0, 1.0)
         self.psnr_tracker.update_state(metrics.psnr_y_tf(derained, clean))
         self.ssim_tracker.update_state(metrics.ssim_y_tf(derained, clean))
-        return {"psnr": self.psnr_tracker.result(), "ssim": self.ssim_tracker.result()}
+        return _loggable({"psnr": self.psnr_tracker.result(), "ssim": self.ssim_tracker.result()})
 
     @staticmethod
     def loss_scale(optimizer):

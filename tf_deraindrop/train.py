@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -357,6 +358,9 @@ def train(
 ) -> TrainResult:
     """Runs (or resumes) a training run as `config` says; see the module docstring.
 
+    Called inside a `tf.distribute.Strategy`'s scope, it trains with that
+    strategy (and `config.strategy` is not used).
+
     Args:
         config: the settings; `config.data_dir` None trains the demo.
         resume: continue the run in `config.out_dir` (None: when it holds one).
@@ -382,7 +386,11 @@ def train(
     out_dir = config.out_dir or DEFAULT_OUT_DIR
     demo = config.data_dir is None
     # The strategy first: multi-worker and logical devices need a fresh runtime.
-    strategy = distribute.make_strategy(config.strategy)
+    # Called inside a strategy's scope, train with that strategy.
+    if tf.distribute.has_strategy():
+        strategy = tf.distribute.get_strategy()
+    else:
+        strategy = distribute.make_strategy(config.strategy)
     precision = distribute.resolve_precision(config.precision)
     chief = distribute.is_chief()
     replicas = strategy.num_replicas_in_sync
@@ -524,7 +532,7 @@ def train(
             "training_pairs": n_train,
             "validation_pairs": len(val_pairs),
             "precision": precision,
-            "strategy": type(strategy).__name__,
+            "strategy": distribute.strategy_name(strategy),
             "replicas": replicas,
             "global_batch_size": global_batch,
             "steps_per_epoch": steps_per_epoch,
@@ -552,7 +560,7 @@ def train(
             f"{'Resuming' if start_step else 'Starting'} training at step {start_step} "
             f"of {total_steps} ({total_epochs} epoch(s) of {steps_per_epoch} steps, global "
             f"batch {global_batch}, crop {config.crop_size}, {precision}, "
-            f"{type(strategy).__name__} with {replicas} replica(s)); "
+            f"{distribute.strategy_name(strategy)} with {replicas} replica(s)); "
             f"perceptual loss {perceptual_note}.",
             flush=True,
         )
@@ -588,16 +596,21 @@ def train(
             validate = bool(val_pairs) and (
                 (epoch + 1) % config.val_every == 0 or epoch + 1 == total_epochs
             )
-            fit = gan.fit(
-                train_data(epoch, skip),
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                steps_per_epoch=steps,
-                validation_data=val_data() if validate else None,
-                callbacks=run_callbacks,
-                verbose=verbose,
-                shuffle=False,  # the data layer shuffles
-            )
+            with warnings.catch_warnings():
+                # Keras takes the end of a validation set of unknown length (a
+                # distributed one) for training data running out; the training
+                # data here repeats forever.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                fit = gan.fit(
+                    train_data(epoch, skip),
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
+                    steps_per_epoch=steps,
+                    validation_data=val_data() if validate else None,
+                    callbacks=run_callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # the data layer shuffles
+                )
             for key, values in fit.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             epoch, skip = epoch + 1, 0
@@ -647,6 +660,14 @@ def _report(result: TrainResult, elapsed: float) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _op_error_summary(err) -> str:
+    """The informative lines of a TensorFlow runtime error, without its node trace."""
+    noise = ("Graph execution error", "Detected at node", "File ", "[[", "The error could be")
+    lines = [line.strip() for line in (err.message or str(err)).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(noise)]
+    return " ".join(useful) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -677,8 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except tf.errors.OpError as err:
         # Data that only shows its fault once read (a TFRecord of the wrong size).
-        message = (err.message or str(err)).strip().splitlines()
-        print(f"error: {message[0] if message else type(err).__name__}", file=sys.stderr)
+        print(f"error: {_op_error_summary(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(
