@@ -46,11 +46,11 @@ DEFAULT_OUT_DIR = os.path.join("runs", "attentive_gan")
 DEMO_DEFAULTS: dict[str, Any] = {
     "out_dir": os.path.join("runs", "demo"),
     "crop_size": 64,
-    "steps": 160,
+    "steps": 480,
     "val_fraction": 0.15,
     "log_every": 5,
-    "image_every": 40,
-    "checkpoint_every": 40,
+    "image_every": 60,
+    "checkpoint_every": 60,
     "g_lr": 5e-4,
     "d_lr": 5e-4,
 }
