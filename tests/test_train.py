@@ -294,3 +294,23 @@ def test_demo_trains_and_says_where_everything_is(tmp_path):
     assert generator.compute_dtype == "float32"
     result = generator(np.full((1, 16, 20, 3), 0.5, "float32"))
     assert tuple(result["outputs"][-1].shape) == (1, 16, 20, 3)
+
+
+def test_tfrecords_train_and_the_learning_rate_decay_takes_effect(pairs_dir, tmp_path):
+    from tf_deraindrop.data import find_pairs
+    from tf_deraindrop.records import write_tfrecords
+
+    pairs = [(p.rainy, p.clean) for p in find_pairs(pairs_dir)]
+    write_tfrecords(pairs, tmp_path / "records", num_shards=2, progress=False)
+    out_dir = str(tmp_path / "run")
+    flags = _flags(str(tmp_path / "records"), out_dir, steps=4, **{"image-every": 4})
+    flags += ["--lr-decay-steps", "2", "--lr-decay-rate", "0.5"]
+    assert train_module.main(flags) == 0
+    saved = json.load(open(os.path.join(out_dir, "config.json")))["resolved"]
+    assert saved["training_pairs"] == 4 and saved["validation_pairs"] == 0
+    events = read_events(os.path.join(out_dir, "logs"))
+    # The rate after step k is the one step k + 1 uses: halved every 2 steps.
+    rates = [rate for _, rate in events["optimizer/g_lr"]]
+    np.testing.assert_allclose(rates, [2e-4, 1e-4, 1e-4, 5e-5], rtol=1e-5)
+    assert [step for step, _ in events["panels/rainy_A1-A4_output_clean"]] == [4]
+    assert os.path.isfile(os.path.join(out_dir, "generator.keras"))  # the last one

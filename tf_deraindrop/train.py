@@ -411,6 +411,12 @@ def train(
     if data._is_tfrecord_dir(data_dir):
         train_source = data_dir
         val_pairs = data.find_pairs(config.val_dir, config.skip_bad) if config.val_dir else []
+        if not config.val_dir and config.val_fraction:
+            print(
+                f"NOTE: {data_dir} holds TFRecords; --val-fraction does not apply to them. "
+                "Give --val-dir for validation.",
+                flush=True,
+            )
         n_train = None if config.steps_per_epoch else count_records(data_dir)
     else:
         pairs = data.find_pairs(data_dir, config.skip_bad)
@@ -467,20 +473,23 @@ def train(
 
         return strategy.distribute_datasets_from_function(dataset_fn)
 
-    # The image panels show the same few crops all run long: validation pairs
-    # where there are some, else training pairs.
-    sample_pairs = val_pairs or ([] if isinstance(train_source, str) else train_source)
-    sample_pairs = sample_pairs[:3]
-    sample = None
-    if sample_pairs:
-        batch = next(
-            iter(
-                data.make_dataset(
-                    sample_pairs, crop_size=config.crop_size, batch_size=3, training=False
-                )
+    # The image panels show the same few centre crops all run long: validation
+    # pairs where there are some, else training pairs (or records).
+    sample_source = val_pairs[:3] or (
+        train_source if isinstance(train_source, str) else train_source[:3]
+    )
+    batch = next(
+        iter(
+            data.make_dataset(
+                sample_source,
+                crop_size=config.crop_size,
+                batch_size=3,
+                training=False,
+                mask_threshold=config.mask_threshold,
             )
         )
-        sample = (batch[0].numpy(), batch[1].numpy())
+    )
+    sample = (batch[0].numpy(), batch[1].numpy())
 
     # Model.
     previous_policy = keras.mixed_precision.global_policy()
