@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_deraindrop import losses
+from tf_deraindrop import losses, metrics
 from tf_deraindrop.models import Discriminator, Generator
 
 #: Names of the loss terms `train_step` returns, in the paper's terms.
@@ -240,8 +240,6 @@ class AttentiveGAN(keras.Model):
         return _loggable(logs)
 
     def test_step(self, data):
-        from tf_deraindrop import metrics  # noqa: PLC0415
-
         rainy, clean = data[0], data[1]
         derained = self.generator(rainy, training=False)["outputs"][-1]
         derained = ops.clip(derained, 0.0, 1.0)
