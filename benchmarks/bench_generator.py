@@ -148,6 +148,11 @@ def main() -> None:
         s = statistics.median(times)
         vs = f"{torch_s / s:.2f}x" if torch_s else "-"
         print(f"{name:<16}{s:>10.2f}{flops / s / 1e9:>10.0f}{s / floor:>9.2f}{vs:>10}")
+    for name, out in outputs.items():
+        if name != "keras-tf":
+            mse = float(np.mean((out - outputs["keras-tf"]) ** 2))
+            psnr = 10 * np.log10(1 / mse) if mse > 0 else float("inf")
+            print(f"{name} output against keras-tf float32: PSNR {psnr:.1f} dB")
     print(
         f"\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
         f"{args.threads} threads"
