@@ -61,7 +61,7 @@ def test_bad_arguments_are_explained():
 
 
 def test_real_pair_coverage(raindrop_pairs_dir):
-    """The figures quoted in the module's docstring and docs/data.md."""
+    """The figures quoted in the module's docstring and the README ("The mask")."""
     rainy = read_image(raindrop_pairs_dir / "data" / "0_rain.png")
     clean = read_image(raindrop_pairs_dir / "gt" / "0_clean.png")
     assert mask_coverage(compute_mask(rainy, clean)) == pytest.approx(0.209, abs=0.002)

@@ -120,7 +120,7 @@ def test_shapes_vary(photos):
 
 
 def test_coverage_and_psnr_in_the_range_of_the_real_dataset(photos):
-    """Target (docs/data.md): drops cover 6 to 30 % of the image; rainy vs
+    """Target (README, "Synthetic raindrops"): drops cover 6 to 30 % of the image; rainy vs
     clean Y-PSNR is 24 dB on average (test_a's input: about 24.1 dB; the one
     real training pair: 20.8 dB), every pair between 16 and 36 dB; the mask
     that `compute_mask` recovers (30/255, max) covers on average 5 to 20 %
