@@ -331,7 +331,7 @@ def main() -> None:
     import torch
 
     from benchmarks.bench_generator import generator_macs
-    from tests.torch_reference import ReferenceGenerator, he_init_
+    from tests.torch_reference import save_random_checkpoint
     from tf_deraindrop.checkpoint import import_official_checkpoint
     from tf_deraindrop.inference import load_generator
 
@@ -351,7 +351,7 @@ def main() -> None:
     generators = []
     for seed in range(args.accuracy_seeds):
         checkpoint = os.path.join(workdir, f"random{seed}.pkl")
-        torch.save(he_init_(ReferenceGenerator(), seed=seed).state_dict(), checkpoint)
+        save_random_checkpoint(checkpoint, seed=seed)
         generators.append((f"random He-init checkpoint, seed {seed}", checkpoint))
     if args.weights:
         generators.append((f"trained: {args.weights}", args.weights))

@@ -102,15 +102,14 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from tests.torch_reference import ReferenceGenerator, he_init_
+    from tests.torch_reference import save_random_checkpoint
     from tf_deraindrop.checkpoint import import_official_checkpoint
 
     torch.set_num_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 
-    reference = he_init_(ReferenceGenerator(), seed=0).eval()
     path = "/tmp/bench_generator_gen.pkl"
-    torch.save(reference.state_dict(), path)
+    reference = save_random_checkpoint(path, seed=0)
     generator = import_official_checkpoint(path)
 
     h, w = args.height, args.width

@@ -56,7 +56,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from tests.torch_reference import ReferenceGenerator, he_init_, run_reference
+    from tests.torch_reference import run_reference, save_random_checkpoint
     from tf_deraindrop import losses
     from tf_deraindrop.checkpoint import import_official_checkpoint
     from tf_deraindrop.models import Discriminator, Generator
@@ -70,9 +70,8 @@ def main() -> None:
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
 
     # 1. Parity with PyTorch.
-    reference = he_init_(ReferenceGenerator(), seed=0).eval()
     path = "/tmp/bench_jax_gen.pkl"
-    torch.save(reference.state_dict(), path)
+    reference = save_random_checkpoint(path, seed=0)
     generator = import_official_checkpoint(path)
     rng = np.random.default_rng(0)
     crop = rng.random((1, 64, 96, 3), dtype=np.float32)

@@ -14,6 +14,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
+def generator_file(tmp_path_factory) -> Path:
+    """An untrained generator saved as `.keras`, for the CLI tests' plumbing."""
+    from tf_deraindrop.models import Generator
+
+    generator = Generator()
+    generator.build((None, None, None, 3))
+    path = tmp_path_factory.mktemp("weights") / "g.keras"
+    generator.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_raindrops_dir() -> Path:
     """`../shared/data/real_raindrops` (two real 720 x 480 rainy photos), or skip."""
     path = SHARED_DATA / "real_raindrops"

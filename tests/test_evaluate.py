@@ -17,17 +17,6 @@ from tf_deraindrop.metrics import psnr_y, ssim_y
 SIZE = (37, 45)  # odd on purpose: derain pads to 40 x 48 and crops back
 
 
-@pytest.fixture(scope="module")
-def generator_file(tmp_path_factory):
-    from tf_deraindrop.models import Generator
-
-    generator = Generator()
-    generator.build((None, None, None, 3))
-    path = tmp_path_factory.mktemp("weights") / "g.keras"
-    generator.save(path)
-    return path
-
-
 def _layout(root, n=3, seed=0):
     rng = np.random.default_rng(seed)
     os.makedirs(root / "data")

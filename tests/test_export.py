@@ -24,12 +24,10 @@ H, W = 32, 48
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import torch
-
-    from tests.torch_reference import ReferenceGenerator, he_init_
+    from tests.torch_reference import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    torch.save(he_init_(ReferenceGenerator(), seed=3).state_dict(), path)
+    save_random_checkpoint(path, seed=3)
     return str(path)
 
 

@@ -14,13 +14,11 @@ H, W = 32, 48
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
-    import torch
-
-    from tests.torch_reference import ReferenceGenerator, he_init_
+    from tests.torch_reference import save_random_checkpoint
     from tf_deraindrop.checkpoint import import_official_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    torch.save(he_init_(ReferenceGenerator(), seed=4).state_dict(), path)
+    save_random_checkpoint(path, seed=4)
     return import_official_checkpoint(path)
 
 

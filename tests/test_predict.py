@@ -13,17 +13,6 @@ from tf_deraindrop import predict
 SIZE = (37, 45)
 
 
-@pytest.fixture(scope="module")
-def generator_file(tmp_path_factory):
-    from tf_deraindrop.models import Generator
-
-    generator = Generator()
-    generator.build((None, None, None, 3))
-    path = tmp_path_factory.mktemp("weights") / "g.keras"
-    generator.save(path)
-    return path
-
-
 def _image(rng, mode="RGB"):
     rgb = rng.integers(0, 256, SIZE + (3,), dtype=np.uint8)
     return Image.fromarray(rgb).convert(mode)

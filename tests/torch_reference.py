@@ -117,6 +117,16 @@ def he_init_(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def save_random_checkpoint(path, seed: int = 0, legacy: bool = False) -> ReferenceGenerator:
+    """Saves a He-initialised reference as a `gen.pkl`-style state_dict; returns the reference.
+
+    `legacy=True` writes the pre-zip `torch.save` format that `gen.pkl` uses.
+    """
+    reference = he_init_(ReferenceGenerator(), seed=seed).eval()
+    torch.save(reference.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    return reference
+
+
 def run_reference(model: ReferenceGenerator, rgb_nhwc):
     """Feeds RGB NHWC numpy in [0, 1] as the authors do (BGR, NCHW); returns NHWC RGB numpy."""
     import numpy as np
