@@ -19,6 +19,12 @@ derained image from the same weights with a graph that converts well:
   is folded into the file.
 * The image half of `det_conv0` is the same at every step and is computed
   once.
+* Each 4x4, stride-2 transposed convolution is one 2x2 convolution with
+  four times the outputs (one group per output phase: even or odd row and
+  column) over the input padded by one pixel, interleaved by DEPTH_TO_SPACE
+  and cropped (see `subpixel_kernel`). The multiply-adds are the same, but
+  XNNPACK runs TRANSPOSE_CONV at less than half its convolution rate
+  (benchmarks/bench_tflite_ops.py).
 * Weights are float32 constants whatever the generator's dtype policy, so a
   generator trained under `mixed_float16` exports a float32 graph; each is
   stored once (kernels are split in numpy, not sliced in the graph), so the
@@ -72,6 +78,35 @@ class _Conv:
             )
             for kernel, bias in zip(parts, (self.bias, None))
         )
+
+
+def subpixel_kernel(kernel: np.ndarray) -> np.ndarray:
+    """A 4x4, stride-2, "same" transposed-conv kernel as one 2x2 conv kernel per output phase.
+
+    `conv2d_transpose(x, K)` puts `K[k] * x[i]` at output row `2i + k - 1`,
+    so even rows `2m` get `K[3] x[m - 1] + K[1] x[m]` and odd rows `2m + 1`
+    get `K[2] x[m] + K[0] x[m + 1]`: tap `u` of phase `a` is `K[3 - a - 2u]`,
+    over a window that starts at `x[m - 1 + a]` (columns alike).
+
+    Over `x` padded by one pixel, a 2x2 "valid" convolution at window `t`
+    gives phase `a` of output row `2t - a`. The phases are ordered so that
+    DEPTH_TO_SPACE puts that value at row `2t + 1 - a`, that is one row and
+    one column after its place: the upsampled image is the DEPTH_TO_SPACE
+    output cropped by one pixel on each side.
+
+    Args:
+        kernel: `(4, 4, out, in)`, the layout of `tf.nn.conv2d_transpose`.
+
+    Returns:
+        `(2, 2, in, 4 * out)`: the phases `(1, 1), (1, 0), (0, 1), (0, 0)`
+        (odd or even row, column) in turn along the last axis.
+    """
+    phases = []
+    for a in (1, 0):
+        for b in (1, 0):
+            taps = kernel[[3 - a, 1 - a]][:, [3 - b, 1 - b]]
+            phases.append(np.transpose(taps, (0, 1, 3, 2)))
+    return np.ascontiguousarray(np.concatenate(phases, axis=3), np.float32)
 
 
 def _float32(variable) -> np.ndarray:
@@ -141,16 +176,19 @@ class DeployGraph:
 
     @staticmethod
     def _transposed(layer):
-        return _float32(layer.kernel), _float32(layer.bias)
+        kernel = _float32(layer.kernel)
+        if kernel.shape[:2] != (4, 4) or tuple(layer.strides) != (2, 2):
+            raise ValueError(f"{layer.name}: expected a 4x4 transposed conv with stride 2")
+        return subpixel_kernel(kernel), np.tile(_float32(layer.bias), 4)
 
     @staticmethod
     def _upsample(x, transposed):
         kernel, bias = transposed
-        b, h, w, _ = x.shape
-        y = tf.nn.conv2d_transpose(
-            x, kernel, output_shape=(b, 2 * h, 2 * w, kernel.shape[2]), strides=2, padding="SAME"
-        )
-        return tf.nn.relu(reflect_pad_average_pool(tf.nn.bias_add(y, bias)))
+        _, h, w, _ = x.shape
+        pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
+        y = tf.nn.bias_add(tf.nn.conv2d(tf.pad(x, pad), kernel, 1, "VALID"), bias)
+        y = tf.nn.depth_to_space(y, 2)[:, 1 : 2 * h + 1, 1 : 2 * w + 1]
+        return tf.nn.relu(reflect_pad_average_pool(y))
 
     def _gate(self, name, x, hidden):
         conv_input, conv_hidden = self.gates[name]
