@@ -617,11 +617,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verify_dir:
             list_images(args.verify_dir, "--verify-dir")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from tf_deraindrop.inference import load_generator
+        from tf_deraindrop.weights import WeightsError, load_generator_weights
 
         try:
-            generator = load_generator(args.weights)
-        except (ValueError, OSError, ImportError) as err:
+            generator = load_generator_weights(args.weights)
+        except WeightsError as err:
             raise ExportError(f"--weights {args.weights}: {err}") from err
         print(f"Generator from {args.weights}: {generator.count_params():,} parameters")
         export_tflite(

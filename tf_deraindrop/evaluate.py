@@ -187,14 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
     generator = None
     if args.weights is not None:
-        if not os.path.isfile(args.weights):
-            print(f"error: generator weights not found: {args.weights}", file=sys.stderr)
-            return 2
-        from tf_deraindrop.inference import load_generator
+        from tf_deraindrop.weights import WeightsError, load_generator_weights
 
         try:
-            generator = load_generator(args.weights)
-        except (FileNotFoundError, ValueError, ImportError) as err:
+            generator = load_generator_weights(args.weights)
+        except WeightsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
 

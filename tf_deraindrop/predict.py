@@ -184,15 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         print(f"error: --output {args.output} exists and is not a folder", file=sys.stderr)
         return 2
-    if not os.path.isfile(args.weights):
-        print(f"error: generator weights not found: {args.weights}", file=sys.stderr)
-        return 2
-
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.weights import WeightsError, load_generator_weights
 
     try:
-        generator = load_generator(args.weights)
-    except (FileNotFoundError, ValueError, ImportError) as err:
+        generator = load_generator_weights(args.weights)
+    except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.makedirs(args.output, exist_ok=True)
