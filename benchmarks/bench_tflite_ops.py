@@ -6,7 +6,8 @@ delegate, on the same threads, in this one process, alternating engines
 between repeats. It prints milliseconds, GFLOP/s and the TFLite / TF ratio,
 and how many of each layer one frame runs, so the per-frame gap can be read
 off. The upsampling appears both as TRANSPOSE_CONV and as the sub-pixel
-convolution that `export/graph.py` uses instead.
+convolution that `export/graph.py` uses instead, and an LSTM step (steps 2
+to 4) in three arrangements of its gate convolutions.
 
     python benchmarks/bench_tflite_ops.py             # 480 x 720, 2 threads
     python benchmarks/bench_tflite_ops.py --quick     # 120 x 180
@@ -51,10 +52,42 @@ def cases(h: int, w: int, rng):
         kernel, bias = subpixel_kernel(weights(4, 4, cout, cin)), np.tile(weights(cout), 4)
         return lambda x: DeployGraph._upsample(x, (kernel, bias))
 
+    def lstm_step(arrangement):
+        """One ConvLSTM update from `x, h, c` (stacked on channels), gates arranged three ways."""
+        kx, kh = [weights(3, 3, 32, 32) for _ in "ifgo"], [weights(3, 3, 32, 32) for _ in "ifgo"]
+        bias = [weights(32) for _ in "ifgo"]
+        joint = [np.concatenate([a, b], axis=2) for a, b in zip(kx, kh)]
+
+        def conv_same(x, kernel):
+            return tf.nn.conv2d(x, kernel, 1, "SAME")
+
+        def step(stacked):
+            x, h, c = stacked[..., :32], stacked[..., 32:64], stacked[..., 64:]
+            if arrangement == "split":  # export/graph.py: conv(x) + conv(h) per gate
+                z = [tf.nn.bias_add(conv_same(x, a), b) + conv_same(h, k) for a, k, b in
+                     zip(kx, kh, bias)]  # fmt: skip
+            elif arrangement == "concat":
+                xh = tf.concat([x, h], axis=3)
+                z = [tf.nn.bias_add(conv_same(xh, k), b) for k, b in zip(joint, bias)]
+            else:  # one convolution for all gates
+                all_gates = conv_same(tf.concat([x, h], axis=3), np.concatenate(joint, axis=3))
+                z = tf.split(tf.nn.bias_add(all_gates, np.concatenate(bias)), 4, axis=3)
+            i, f, g, o = z
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            return tf.sigmoid(o) * tf.tanh(c)
+
+        return step
+
     full, half, quarter = h * w, h * w // 4, h * w // 16
     g = 1e-9 * 2
     return [
         ("conv 3x3 32->32, full size", 67, (h, w, 32), conv(32, 32), g * full * 9 * 32 * 32),
+        ("LSTM step, conv(x) + conv(h) per gate", 3, (h, w, 96), lstm_step("split"),
+         g * full * 9 * 64 * 128),
+        ("LSTM step, conv(concat(x, h)) per gate", 3, (h, w, 96), lstm_step("concat"),
+         g * full * 9 * 64 * 128),
+        ("LSTM step, one conv for all gates + SPLIT", 3, (h, w, 96), lstm_step("joint"),
+         g * full * 9 * 64 * 128),
         ("conv 3x3 64->32, full size", 1, (h, w, 64), conv(64, 32), g * full * 9 * 64 * 32),
         ("conv 3x3 128->128, 1/2 size", 2, (h // 2, w // 2, 128), conv(128, 128),
          g * half * 9 * 128 * 128),
