@@ -211,7 +211,7 @@ def run_generator(label, generator, checkpoint, args, folder, tests, workdir) ->
             "convert_s": report.seconds,
         }
         if not args.no_speed:
-            row.update(summarize(spawn_worker(["tflite", path, *common])))
+            row.update(summarize(spawn_worker(["tflite", path, *common, "0"])))
         rows.append(row)
         print(f"  {label} {mode}: done", flush=True)
     keras_row = {"engine": "Keras float32 (TF)", "size_mb": 4 * params / 1e6, "size_ratio": 1.0}

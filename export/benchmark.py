@@ -62,11 +62,11 @@ def _time(run, warmup: int, runs: int) -> list[float]:
     return times
 
 
-def _tflite_worker(path: str, threads: int, warmup: int, runs: int) -> dict:
+def _tflite_worker(path: str, threads: int, warmup: int, runs: int, low_memory: bool) -> dict:
     from tf_deraindrop.lite import LiteDerainer
 
     baseline = current_rss_mb()
-    derainer = LiteDerainer(path, threads=threads)
+    derainer = LiteDerainer(path, threads=threads, low_memory=low_memory)
     h, w = derainer.tile_size
     tile = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
     times = _time(lambda: derainer.run_tile(tile), warmup, runs)
@@ -130,11 +130,18 @@ def benchmark(
     warmup: int = 2,
     weights: str | None = None,
     keras: bool = True,
+    low_memory: bool = False,
 ) -> dict[str, dict]:
-    """Times the `.tflite` and (with `keras`) the Keras float generator; returns summaries."""
+    """Times the `.tflite` and (with `keras`) the Keras float generator; returns summaries.
+
+    With `low_memory`, also the `.tflite` run by `LiteDerainer(low_memory=True)`.
+    """
     common = [str(threads), str(warmup), str(runs)]
-    tflite = spawn_worker(["tflite", path, *common])
+    tflite = spawn_worker(["tflite", path, *common, "0"])
     results = {f"TFLite {os.path.basename(path)}": summarize(tflite)}
+    if low_memory:
+        small = spawn_worker(["tflite", path, *common, "1"])
+        results[f"TFLite {os.path.basename(path)}, low memory"] = summarize(small)
     if keras:
         h, w = tflite["size"]
         keras_result = spawn_worker(["keras", weights or "", f"{h}x{w}", *common])
@@ -160,8 +167,8 @@ def table(results: dict[str, dict]) -> str:
 def _worker_main(argv: list[str]) -> int:
     kind, target, *rest = argv
     if kind == "tflite":
-        threads, warmup, runs = (int(v) for v in rest)
-        result = _tflite_worker(target, threads, warmup, runs)
+        threads, warmup, runs, low_memory = (int(v) for v in rest)
+        result = _tflite_worker(target, threads, warmup, runs, bool(low_memory))
     else:
         size, threads, warmup, runs = rest
         h, w = (int(v) for v in size.split("x"))
@@ -186,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
     parser.add_argument("--weights", help="the Keras generator to compare (.keras or gen.pkl)")
     parser.add_argument("--no-keras", action="store_true", help="time the .tflite only")
+    parser.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="also time LiteDerainer(low_memory=True): XNNPACK's transient indirection buffers",
+    )
     args = parser.parse_args(argv)
     from tf_deraindrop.lite import LiteModelError, load_interpreter
 
@@ -196,7 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--weights {args.weights}: no such file")
         load_interpreter(args.model, xnnpack=False)  # a clear error before any subprocess
         results = benchmark(
-            args.model, args.threads, args.runs, args.warmup, args.weights, not args.no_keras
+            args.model,
+            args.threads,
+            args.runs,
+            args.warmup,
+            args.weights,
+            not args.no_keras,
+            args.low_memory,
         )
     except (LiteModelError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

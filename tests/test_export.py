@@ -321,3 +321,10 @@ def test_benchmark_table_side_by_side(float32_model, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         median, p90, peak = float(cells[1]), float(cells[2]), float(cells[3])
         assert 0 < median <= p90 and peak > 0
+
+
+def test_benchmark_low_memory_row(float32_model, capsys):
+    args = [float32_model.path, "--threads", "1", "--runs", "1", "--warmup", "0"]
+    assert bench.main([*args, "--no-keras", "--low-memory"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 2 and "low memory" in rows[1] and "low memory" not in rows[0]

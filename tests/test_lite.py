@@ -107,3 +107,29 @@ def test_attention_needs_the_output(generator, tmp_path):
     )
     with pytest.raises(ValueError, match="--with-attention"):
         LiteDerainer(path).derain(frame(16, 16), return_attention=True)
+
+
+def test_low_memory_runs_the_same_model(model, generator, tmp_path):
+    # The compiled-model path with transient indirection buffers must give
+    # the interpreter's outputs: float I/O with attention, and uint8 I/O.
+    uint8_path = tmp_path / "u8.tflite"
+    tflite.export_tflite(
+        generator, str(uint8_path), H, W, uint8_io=True, progress=False, log=lambda _: None
+    )
+    image = frame(50, 70, seed=3)
+    for path, attention in ((model, True), (str(uint8_path), False)):
+        fast = LiteDerainer(path, threads=1)
+        small = LiteDerainer(path, threads=1, low_memory=True)
+        assert small.low_memory and small.tile_size == fast.tile_size
+        if attention:
+            (a, map_a), (b, map_b) = (d.derain(image, return_attention=True) for d in (fast, small))
+            np.testing.assert_allclose(map_b, map_a, atol=1e-5)
+        else:
+            a, b = fast.derain(image), small.derain(image)
+        assert a.shape == (50, 70, 3)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_low_memory_needs_xnnpack(model):
+    with pytest.raises(ValueError, match="low_memory"):
+        LiteDerainer(model, low_memory=True, xnnpack=False)
