@@ -4,7 +4,7 @@ Side by side in one run, on the same temporary dataset:
 
 * Raindrop layout, masks read from `mask/`;
 * Raindrop layout, masks computed from the pairs (`masks.compute_mask`);
-* TFRecord shards (`tf_deraindrop.records`);
+* TFRecord shards (`tf_deraindrop.data.records`);
 * the first again with `cache=True` (decoded images kept in memory).
 
 The dataset is rendered with `data_tools.synthesize.synthesize_dataset`
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from tf_deraindrop import data, records
+    from tf_deraindrop import data
+    from tf_deraindrop.data import records
 
     root = args.keep or tempfile.mkdtemp(prefix="bench_input_")
     try:

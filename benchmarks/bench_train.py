@@ -57,9 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build(jit: bool, args: argparse.Namespace):
     import keras
 
-    from tf_deraindrop.gan import AttentiveGAN
     from tf_deraindrop.losses import PerceptualLoss
     from tf_deraindrop.models import Discriminator, Generator
+    from tf_deraindrop.training.gan import AttentiveGAN
 
     keras.utils.set_random_seed(0)
     gan = AttentiveGAN(

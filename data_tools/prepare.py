@@ -511,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {args.report}")
         if args.tfrecords and good:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            from tf_deraindrop.records import write_tfrecords
+            from tf_deraindrop.data.records import write_tfrecords
 
             pairs = [
                 {

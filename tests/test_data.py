@@ -359,7 +359,7 @@ def test_bad_arguments(tmp_path):
 
 
 def _write_records(tmp_path, sizes):
-    from tf_deraindrop import records
+    from tf_deraindrop.data import records
 
     make_layout(tmp_path / "pairs", sizes)
     pairs = data.find_pairs(tmp_path / "pairs")

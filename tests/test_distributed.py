@@ -31,7 +31,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent(
     import sys
     import keras
     import numpy as np
-    from tf_deraindrop.gan import AttentiveGAN
+    from tf_deraindrop.training.gan import AttentiveGAN
     from tf_deraindrop.models import Discriminator, Generator
 
     SIZE = 16

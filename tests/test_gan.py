@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tf_deraindrop import metrics
-from tf_deraindrop.gan import AttentiveGAN
 from tf_deraindrop.losses import PerceptualLoss
 from tf_deraindrop.models import Discriminator, Generator
+from tf_deraindrop.training.gan import AttentiveGAN
 
 TERMS = (
     "attention",

@@ -148,7 +148,7 @@ def test_empty_and_missing_folders(tmp_path, capsys):
 
 def test_good_dataset_to_tfrecords(tmp_path, capsys):
     tf = pytest.importorskip("tensorflow")
-    from tf_deraindrop.records import find_tfrecords, parse_example
+    from tf_deraindrop.data.records import find_tfrecords, parse_example
 
     rng = np.random.default_rng(3)
     root = tmp_path / "good"

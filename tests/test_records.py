@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_deraindrop.masks import compute_mask
-from tf_deraindrop.records import (
+from tf_deraindrop.data.records import (
     MASK_ON,
     TFRECORD_PATTERN,
     find_tfrecords,
@@ -16,6 +15,7 @@ from tf_deraindrop.records import (
     parse_example,
     write_tfrecords,
 )
+from tf_deraindrop.masks import compute_mask
 
 
 def _random_pair(rng: np.random.Generator, h: int, w: int):

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tests.train_helpers import CROP, REPO, env, make_pairs, read_events, run_train, train_command
 from tf_deraindrop import train as train_module
-from tf_deraindrop.config import ConfigError, TrainConfig
+from tf_deraindrop.training.config import ConfigError, TrainConfig
 
 STEPS = 6
 #: A run of STEPS steps on 3 training pairs (2 epochs), checkpoints every 2 steps.
@@ -298,7 +298,7 @@ def test_demo_trains_and_says_where_everything_is(tmp_path):
 
 def test_tfrecords_train_and_the_learning_rate_decay_takes_effect(pairs_dir, tmp_path):
     from tf_deraindrop.data import find_pairs
-    from tf_deraindrop.records import write_tfrecords
+    from tf_deraindrop.data.records import write_tfrecords
 
     pairs = [(p.rainy, p.clean) for p in find_pairs(pairs_dir)]
     write_tfrecords(pairs, tmp_path / "records", num_shards=2, progress=False)

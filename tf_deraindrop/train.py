@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from tf_deraindrop.config import (
+from tf_deraindrop.training.config import (
     ConfigError,
     TrainConfig,
     load_saved,
@@ -314,7 +314,7 @@ def count_records(directory: str) -> int:
     """Number of examples in a folder of TFRecord shards (reads, does not decode)."""
     import tensorflow as tf
 
-    from tf_deraindrop import records
+    from tf_deraindrop.data import records
 
     files = records.find_tfrecords(directory)
     return int(tf.data.TFRecordDataset(files).reduce(0, lambda n, _: n + 1).numpy())
@@ -377,10 +377,11 @@ def train(
     import numpy as np
     import tensorflow as tf
 
-    from tf_deraindrop import callbacks as cb
-    from tf_deraindrop import data, distribute
-    from tf_deraindrop.gan import AttentiveGAN
+    from tf_deraindrop import data
     from tf_deraindrop.models import Discriminator, Generator
+    from tf_deraindrop.training import callbacks as cb
+    from tf_deraindrop.training import distribute
+    from tf_deraindrop.training.gan import AttentiveGAN
 
     config = config.validated()
     out_dir = config.out_dir or DEFAULT_OUT_DIR
@@ -408,7 +409,7 @@ def train(
     data_dir = config.data_dir
     if demo:
         data_dir = ensure_demo_data(os.path.join(work_dir, "demo_data"), seed=0)
-    if data._is_tfrecord_dir(data_dir):
+    if data.is_tfrecord_dir(data_dir):
         train_source = data_dir
         val_pairs = data.find_pairs(config.val_dir, config.skip_bad) if config.val_dir else []
         if not config.val_dir and config.val_fraction:

@@ -13,7 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_deraindrop.config import ConfigError
+from tf_deraindrop.training.config import ConfigError
 
 
 def tf_config() -> dict[str, Any]:

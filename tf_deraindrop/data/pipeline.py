@@ -5,7 +5,7 @@ Sources:
 * a directory in the Raindrop layout: `data/<k>_rain.png` with
   `gt/<k>_clean.png` (png or jpg, any mix), matched by `k`, and an optional
   `mask/<k>_mask.png` per pair;
-* a directory of TFRecord shards written by `tf_deraindrop.records`;
+* a directory of TFRecord shards written by `tf_deraindrop.data.records`;
 * a list of `Pair`.
 
 Every pair is checked up front from the image headers (sizes equal, crop
@@ -38,7 +38,7 @@ from tf_deraindrop.images import IMAGE_SUFFIXES
 
 #: Formats `tf.io.decode_image` reads natively; anything else is decoded by PIL.
 TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-#: Shards of `tf_deraindrop.records` (`train-00000-of-00004.tfrecord`).
+#: Shards of `tf_deraindrop.data.records` (`train-00000-of-00004.tfrecord`).
 TFRECORD_PATTERN = "*.tfrecord"
 DEFAULT_MASK_THRESHOLD = 30.0 / 255.0
 
@@ -312,9 +312,6 @@ def is_tfrecord_dir(path: str | os.PathLike) -> bool:
     return bool(glob.glob(os.path.join(path, TFRECORD_PATTERN)))
 
 
-_is_tfrecord_dir = is_tfrecord_dir  # the name train.py first used
-
-
 def _mask_margin(mask_options: dict) -> int:
     # Closing then opening with squares of side c and o moves information by at
     # most 2 * (c // 2) + 2 * (o // 2) pixels; beyond that the crop's mask is
@@ -488,7 +485,7 @@ def make_dataset(
 
     Args:
         source: a Raindrop-layout directory, a directory of TFRecord shards
-            (`tf_deraindrop.records`), or a list of `Pair`.
+            (`tf_deraindrop.data.records`), or a list of `Pair`.
         crop_size: side of the square crops. With `training=False` it may be
             None: whole images cropped to multiples of 4 (then `batch_size`
             above 1 needs images of one size).
@@ -651,10 +648,10 @@ def _records_dataset(
     shard_index,
     skip,
 ):
-    """The pipeline on TFRecord shards of `tf_deraindrop.records` (masks stored in them)."""
+    """The pipeline on TFRecord shards of `tf_deraindrop.data.records` (masks stored in them)."""
     import tensorflow as tf
 
-    from tf_deraindrop import records
+    from tf_deraindrop.data import records
 
     try:
         files = records.find_tfrecords(directory)
