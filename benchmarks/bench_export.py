@@ -4,8 +4,8 @@ For each quantization mode: file size against the weights' own bytes, how
 many ops XNNPACK takes, latency (median, p90) and peak memory at N threads,
 and accuracy (PSNR on outputs clipped to [0, 1], peak 1, and max error)
 against the Keras float32 generator on the real rainy photos. The Keras
-generator and a PyTorch float32 reference of the network (built from the
-spec, tests/torch_reference.py) are timed in the same run; ratios compare
+generator and a PyTorch float32 reference of the network (built from
+docs/architecture.md, tests/torch_reference.py) are timed in the same run; ratios compare
 everything with them and with the float32 floor: the generator's FLOPs at
 the float32 matrix-multiply rate numpy reaches on the same threads.
 

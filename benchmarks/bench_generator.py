@@ -24,7 +24,10 @@ import numpy as np  # noqa: E402
 
 
 def generator_macs(height: int, width: int) -> int:
-    """Multiply-adds of one generator forward pass, layer by layer (spec section 2)."""
+    """Multiply-adds of one generator forward pass, layer by layer.
+
+    The layers are those of docs/architecture.md, sections 2 and 3.
+    """
     full, half, quarter = height * width, height * width // 4, height * width // 16
     arn = (4 * 32 * 9 + 10 * 32 * 32 * 9 + 4 * 64 * 32 * 9 + 32 * 9) * full
     arn = 4 * arn  # counted as the authors' code runs it, zero state included

@@ -9,7 +9,7 @@ The layout is the authors': `<split>/data/<k>_rain.png` and
 `<split>/gt/<k>_clean.png` (some copies use .jpg). For every pair this tool
 checks that both files exist, are readable images and have the same size,
 estimates the global shift between them by phase correlation, computes the
-raindrop mask (spec section 5) into `mask/<k>_mask.png`, writes a contact
+raindrop mask (docs/architecture.md, section 6) into `mask/<k>_mask.png`, writes a contact
 sheet of a few pairs with their masks, and optionally sharded TFRecords.
 
 Problems (missing partner, unreadable or non-image file, size mismatch,

@@ -1,6 +1,6 @@
 """Physically motivated synthetic raindrops on a glass pane in front of a camera.
 
-Image model (spec section 1): `I = (1 - M) * B + R`. A drop stuck to the glass
+Image model (docs/architecture.md, section 1): `I = (1 - M) * B + R`. A drop stuck to the glass
 is a small plano-convex water lens. The camera is focused on the scene, far
 behind the glass, so:
 

@@ -1,4 +1,4 @@
-"""The mask of a rainy/clean pair (spec section 5)."""
+"""The mask of a rainy/clean pair (docs/architecture.md, section 6)."""
 
 from __future__ import annotations
 

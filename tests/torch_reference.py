@@ -1,4 +1,4 @@
-"""A PyTorch reference of the authors' generator, written from the spec.
+"""A PyTorch reference of the authors' generator (docs/architecture.md, sections 2, 3 and 7).
 
 Module names follow the released checkpoint (`det_conv0.0`, `conv_i.0`,
 `deconv1.0`, ...) so its `state_dict` has `gen.pkl`'s keys. It works on BGR
@@ -30,7 +30,10 @@ def _deconv(cin, cout):
 
 
 class ReferenceGenerator(nn.Module):
-    """Spec section 2: attentive-recurrent network (4 steps) + contextual autoencoder."""
+    """Attentive-recurrent network (4 steps) + contextual autoencoder.
+
+    See docs/architecture.md, sections 2 and 3.
+    """
 
     def __init__(self):
         super().__init__()

@@ -1,7 +1,7 @@
 """Evaluate a generator on a Raindrop-layout test set with the published protocol.
 
 PSNR and SSIM on the Y channel of the uint8 output, full resolution cropped
-to multiples of 4, SSIM as skimage's defaults (spec section 5; see
+to multiples of 4, SSIM as skimage's defaults (docs/architecture.md, section 8; see
 `tf_deraindrop.metrics`). The same numbers for the rainy input itself are the
 baseline every table should be read against.
 

@@ -1,4 +1,4 @@
-"""The Attentive GAN's losses (spec section 4), in `keras.ops`.
+"""The Attentive GAN's losses (docs/architecture.md, section 5), in `keras.ops`.
 
 Every loss returns one value per example, shape `(B,)`, so that the caller
 chooses the reduction: a plain mean on one device, or a sum divided by the

@@ -40,7 +40,7 @@ class InputError(ValueError):
 def attention_heatmap(attention: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
     """An attention map `(H, W)` as a uint8 RGB heat map `(H, W, 3)`.
 
-    The map has no sigmoid (spec section 2.1) and is trained towards the 0/1
+    The map has no sigmoid (docs/architecture.md, section 2) and is trained towards the 0/1
     mask, so values are shown on the fixed scale `[vmin, vmax]` and clipped,
     which keeps maps of different images comparable.
 

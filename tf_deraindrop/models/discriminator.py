@@ -1,4 +1,4 @@
-"""The discriminator, with its attention-guided map (spec section 3)."""
+"""The discriminator, with its attention-guided map (docs/architecture.md, section 4)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class Discriminator(keras.Model):
     features multiplied by the map go through two strided convs and two dense
     layers to one real/fake **logit** (the released code's sigmoid is left to
     a logits loss, which is numerically stable). The released code applies
-    conv7 twice, which cannot run; this is the graph of the spec's table.
+    conv7 twice, which cannot run; this is the graph of the table in
+    docs/architecture.md, section 4.
 
     The dense layer's input size follows from `crop_size` (224 in the paper:
     32 x 14 x 14), so the discriminator takes square images of that size only.

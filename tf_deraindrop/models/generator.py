@@ -7,7 +7,7 @@ from keras import ops
 
 from tf_deraindrop.layers import ConvLSTMCell, ResidualBlock, UpsamplingBlock
 
-#: Parameters of the authors' generator (`gen.pkl`), spec section 2.2.
+#: Parameters of the authors' generator (`gen.pkl`), docs/architecture.md, section 1.
 GENERATOR_PARAMETERS = 6_244_362
 
 

@@ -31,7 +31,7 @@ _HEAT_ANCHORS = (
 def heat_map(values: np.ndarray) -> np.ndarray:
     """Colours a map `(H, W)` or `(H, W, 1)` clipped to [0, 1]: float RGB `(H, W, 3)`.
 
-    The attention maps have no sigmoid (spec section 2.1), so values outside
+    The attention maps have no sigmoid (docs/architecture.md, section 2), so values outside
     [0, 1] are clipped for display.
     """
     x = np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0.0, 1.0)

@@ -15,7 +15,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-#: The paper's mask threshold recipe (spec section 5): max over channels of |I - B| >= 30/255.
+#: The default mask recipe (docs/architecture.md, section 6): max over channels of
+#: |I - B| >= 30/255.
 DEFAULT_MASK_THRESHOLD = 30 / 255
 
 
