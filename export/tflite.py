@@ -226,11 +226,9 @@ def synthetic_images(count: int, height: int, width: int, seed: int = 0) -> list
 
 def float32_generator(generator):
     """The generator itself if float32, else a float32 copy (the reference for verification)."""
-    from tf_deraindrop.models import Generator
-
     if generator.dtype_policy.name == "float32":
         return generator
-    copy = Generator(steps=generator.steps, initial_attention=generator.initial_attention)
+    copy = type(generator).from_config({**generator.get_config(), "dtype": "float32"})
     copy.build((None, None, None, 3))
     copy.set_weights(generator.get_weights())
     return copy
@@ -255,7 +253,9 @@ def write_saved_model(
     from export.graph import DeployGraph
     from tf_deraindrop.lite import ATTENTION, OUTPUT
 
-    graph = DeployGraph(generator)
+    # A model with its own export function (LiteGenerator) converts as it is.
+    deploy = getattr(generator, "deploy_graph", None)
+    graph = deploy() if deploy is not None else DeployGraph(generator)
     spec = tf.TensorSpec((1, height, width, 3), tf.uint8 if uint8_io else tf.float32, name="image")
 
     class Derain(tf.Module):
