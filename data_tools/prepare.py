@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,11 +34,10 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from tqdm import tqdm
 
-from tf_deraindrop.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_uint8, write_image
-from tf_deraindrop.masks import compute_mask
-
-_RAIN = re.compile(r"^(?P<key>.+)_rain$")
-_CLEAN = re.compile(r"^(?P<key>.+)_clean$")
+from tf_deraindrop.data.pairs import LAYOUT, natural_key, scan_folder
+from tf_deraindrop.images import ImageReadError, read_image, to_uint8, write_image
+from tf_deraindrop.masks import DEFAULT_THRESHOLD, compute_mask
+from tf_deraindrop.weights import atomic_path
 
 
 @dataclass
@@ -87,39 +85,23 @@ class DatasetReport:
         return [pair for pair in self.pairs if pair.ok]
 
 
-def _natural_key(key: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key))
-
-
-def _scan_folder(folder: Path, pattern: re.Pattern, report: DatasetReport) -> dict[str, Path]:
+def _scan_folder(folder: Path, role: str, report: DatasetReport) -> dict[str, Path]:
     """`{key: path}` of a data/ or gt/ folder; problems go into the report."""
     if not folder.is_dir():
         report.problems.append(Problem("missing folder", str(folder), "folder not found"))
         return {}
+    scan = scan_folder(folder, role)
+    for path in scan.not_images:
+        report.problems.append(Problem("not an image", path, "not an image file (suffix)"))
+    expected = f"<k>{LAYOUT[role][1]}"
+    for path in scan.misnamed:
+        report.problems.append(Problem("bad name", path, f"name should be {expected}.<ext>"))
     found: dict[str, Path] = {}
-    images = 0
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            report.problems.append(Problem("not an image", str(path), "not an image file (suffix)"))
-            continue
-        images += 1
-        match = pattern.match(path.stem)
-        if match is None:
-            expected = "<k>_rain" if pattern is _RAIN else "<k>_clean"
-            report.problems.append(
-                Problem("bad name", str(path), f"name should be {expected}.<ext>")
-            )
-            continue
-        key = match.group("key")
-        if key in found:
-            report.problems.append(
-                Problem("duplicate", str(path), f"same pair as {found[key].name}")
-            )
-            continue
-        found[key] = path
-    if images == 0:
+    for key, paths in scan.found.items():
+        found[key] = Path(paths[0])
+        for path in paths[1:]:
+            report.problems.append(Problem("duplicate", path, f"same pair as {found[key].name}"))
+    if scan.image_count == 0:
         report.problems.append(Problem("empty folder", str(folder), "no image files"))
     return found
 
@@ -202,10 +184,10 @@ def check_dataset(
     """
     data_dir = Path(data_dir)
     report = DatasetReport(data_dir)
-    rainy = _scan_folder(data_dir / "data", _RAIN, report)
-    clean = _scan_folder(data_dir / "gt", _CLEAN, report)
-    mask_dir = Path(mask_dir) if mask_dir is not None else data_dir / "mask"
-    for key in sorted(set(rainy) | set(clean), key=_natural_key):
+    rainy = _scan_folder(data_dir / LAYOUT["rainy"][0], "rainy", report)
+    clean = _scan_folder(data_dir / LAYOUT["clean"][0], "clean", report)
+    mask_dir = Path(mask_dir) if mask_dir is not None else data_dir / LAYOUT["mask"][0]
+    for key in sorted(set(rainy) | set(clean), key=natural_key):
         pair = PairReport(key, rainy.get(key), clean.get(key))
         report.pairs.append(pair)
         if pair.clean is None:
@@ -218,76 +200,63 @@ def check_dataset(
             )
 
     for pair in tqdm(report.pairs, desc="checking", unit="pair", disable=not progress):
-        if pair.problems:
-            continue
-        images = {}
-        for role, path in (("rainy", pair.rainy), ("clean", pair.clean)):
-            try:
-                images[role] = read_image(path)
-            except ImageReadError as err:
-                pair.problems.append(Problem("unreadable", str(path), str(err).split(": ", 1)[-1]))
-        if len(images) < 2:
-            continue
-        rainy_img, clean_img = images["rainy"], images["clean"]
-        pair.height, pair.width = rainy_img.shape[:2]
-        if rainy_img.shape != clean_img.shape:
-            pair.problems.append(
-                Problem(
-                    "size mismatch",
-                    str(pair.rainy),
-                    f"{rainy_img.shape[1]} x {rainy_img.shape[0]}, but {pair.clean.name} is "
-                    f"{clean_img.shape[1]} x {clean_img.shape[0]}",
-                )
+        if not pair.problems:
+            _check_pair(
+                pair, mask_dir, write_masks, mask_kwargs, max_shift, min_size, overwrite_masks
             )
-            continue
-        if min(rainy_img.shape[:2]) < min_size:
-            pair.problems.append(
-                Problem(
-                    "too small",
-                    str(pair.rainy),
-                    f"{pair.width} x {pair.height}, shorter side below {min_size} px",
-                )
-            )
-            continue
-        pair.shift = estimate_shift(rainy_img, clean_img)
-        if max(abs(pair.shift[0]), abs(pair.shift[1])) > max_shift:
-            pair.problems.append(
-                Problem(
-                    "misaligned",
-                    str(pair.rainy),
-                    f"shifted by (dy, dx) = ({pair.shift[0]:+.1f}, {pair.shift[1]:+.1f}) px "
-                    f"against {pair.clean.name} (limit {max_shift:g})",
-                )
-            )
-            continue
-        mask_path = mask_dir / f"{pair.key}_mask.png"
-        if mask_path.is_file() and not overwrite_masks:
-            try:
-                mask = read_mask(mask_path)
-            except ImageReadError as err:
-                pair.problems.append(
-                    Problem("unreadable", str(mask_path), str(err).split(": ", 1)[-1])
-                )
-                continue
-            if mask.shape != rainy_img.shape[:2]:
-                pair.problems.append(
-                    Problem(
-                        "size mismatch",
-                        str(mask_path),
-                        f"{mask.shape[1]} x {mask.shape[0]}, "
-                        f"but the pair is {pair.width} x {pair.height}",
-                    )
-                )
-                continue
-            pair.mask_path, pair.mask_source = mask_path, "kept"
-        else:
-            mask = compute_mask(rainy_img, clean_img, **(mask_kwargs or {}))
-            pair.mask_source = "computed"
-            if write_masks:
-                write_image(mask_path, mask.astype(np.uint8) * 255)
-                pair.mask_path = mask_path
-        pair.coverage = float(mask.mean())
     return report
+
+
+def _check_pair(pair, mask_dir, write_masks, mask_kwargs, max_shift, min_size, overwrite):
+    """Reads one pair, measures its size and shift, keeps or computes its mask."""
+    images = {}
+    for role, path in (("rainy", pair.rainy), ("clean", pair.clean)):
+        try:
+            images[role] = read_image(path)
+        except ImageReadError as err:
+            pair.problems.append(Problem("unreadable", str(path), str(err).split(": ", 1)[-1]))
+    if len(images) < 2:
+        return
+    rainy_img, clean_img = images["rainy"], images["clean"]
+    pair.height, pair.width = rainy_img.shape[:2]
+    if rainy_img.shape != clean_img.shape:
+        (ch, cw), name = clean_img.shape[:2], pair.clean.name
+        detail = f"{pair.width} x {pair.height}, but {name} is {cw} x {ch}"
+        pair.problems.append(Problem("size mismatch", str(pair.rainy), detail))
+        return
+    if min(rainy_img.shape[:2]) < min_size:
+        detail = f"{pair.width} x {pair.height}, shorter side below {min_size} px"
+        pair.problems.append(Problem("too small", str(pair.rainy), detail))
+        return
+    pair.shift = estimate_shift(rainy_img, clean_img)
+    if max(abs(pair.shift[0]), abs(pair.shift[1])) > max_shift:
+        detail = (
+            f"shifted by (dy, dx) = ({pair.shift[0]:+.1f}, {pair.shift[1]:+.1f}) px "
+            f"against {pair.clean.name} (limit {max_shift:g})"
+        )
+        pair.problems.append(Problem("misaligned", str(pair.rainy), detail))
+        return
+    mask_path = mask_dir / f"{pair.key}{LAYOUT['mask'][1]}.png"
+    if mask_path.is_file() and not overwrite:
+        try:
+            mask = read_mask(mask_path)
+        except ImageReadError as err:
+            pair.problems.append(Problem("unreadable", str(mask_path), str(err).split(": ", 1)[-1]))
+            return
+        if mask.shape != rainy_img.shape[:2]:
+            detail = (
+                f"{mask.shape[1]} x {mask.shape[0]}, but the pair is {pair.width} x {pair.height}"
+            )
+            pair.problems.append(Problem("size mismatch", str(mask_path), detail))
+            return
+        pair.mask_path, pair.mask_source = mask_path, "kept"
+    else:
+        mask = compute_mask(rainy_img, clean_img, **(mask_kwargs or {}))
+        pair.mask_source = "computed"
+        if write_masks:
+            write_image(mask_path, mask.astype(np.uint8) * 255)
+            pair.mask_path = mask_path
+    pair.coverage = float(mask.mean())
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -357,10 +326,7 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def write_report_csv(report: DatasetReport, path: str | os.PathLike) -> None:
     """Per-pair CSV: key, files, size, shift, mask coverage, problems (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
             [
@@ -389,7 +355,6 @@ def write_report_csv(report: DatasetReport, path: str | os.PathLike) -> None:
                     "; ".join(p.kind for p in pair.problems),
                 ]
             )
-    os.replace(tmp, path)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -402,8 +367,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threshold",
         type=float,
-        default=30.0,
-        help="mask threshold on the 0..255 scale (default 30; "
+        default=round(DEFAULT_THRESHOLD * 255.0, 6),
+        help="mask threshold on the 0..255 scale (default %(default)g; "
         "the TF port's recipe: 35 with --reduce sum --close 5 --open 5)",
     )
     parser.add_argument(
@@ -462,24 +427,91 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    data_dir = Path(args.data_dir)
+def _usage_error(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """The message of a usage error (exit status 2), or None."""
     if not data_dir.is_dir():
-        print(f"error: --data-dir {data_dir}: no such folder", file=sys.stderr)
-        return 2
+        return f"--data-dir {data_dir}: no such folder"
     if not (data_dir / "data").is_dir() and not (data_dir / "gt").is_dir():
         splits = sorted(p.name for p in data_dir.iterdir() if (p / "data").is_dir())
         hint = f"; it holds the splits {', '.join(splits)}: pass one of them" if splits else ""
-        print(f"error: --data-dir {data_dir}: no data/ or gt/ folder{hint}", file=sys.stderr)
-        return 2
+        return f"--data-dir {data_dir}: no data/ or gt/ folder{hint}"
     if args.threshold <= 0 or args.num_shards < 1 or args.contact_pairs < 0:
-        print(
-            "error: --threshold and --num-shards must be positive, --contact-pairs >= 0",
-            file=sys.stderr,
+        return "--threshold and --num-shards must be positive, --contact-pairs >= 0"
+    return None
+
+
+def _write_outputs(report: DatasetReport, args: argparse.Namespace, mask_kwargs: dict) -> None:
+    """The contact sheet, the CSV report and the TFRecords the flags ask for."""
+    data_dir, good = report.data_dir, report.good_pairs
+    if args.contact_pairs:
+        sheet = Path(args.contact_sheet) if args.contact_sheet else data_dir / "contact_sheet.png"
+        shown = write_contact_sheet(report, sheet, args.contact_pairs, mask_kwargs=mask_kwargs)
+        if shown:
+            print(f"contact sheet of {shown} pairs: {sheet}")
+    if args.report:
+        write_report_csv(report, args.report)
+        print(f"report: {args.report}")
+    if args.tfrecords and good:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from tf_deraindrop.data.records import write_tfrecords
+
+        pairs = [
+            {"rainy": p.rainy, "clean": p.clean, "mask": p.mask_path, "name": p.key} for p in good
+        ]
+        shards = write_tfrecords(
+            pairs,
+            args.tfrecords,
+            num_shards=args.num_shards,
+            prefix=args.prefix or data_dir.name or "train",
+            mask_kwargs=mask_kwargs,
+            progress=not args.quiet,
         )
+        print(f"wrote {len(good)} pairs into {len(shards)} TFRecord shards in {args.tfrecords}")
+    elif args.tfrecords:
+        print("no good pairs: no TFRecords written", file=sys.stderr)
+
+
+def _print_summary(report: DatasetReport, mask_dir: Path | None) -> int:
+    """Prints the statistics and the problem table; returns the exit status (0 or 1)."""
+    shifts = np.asarray([p.shift for p in report.pairs if p.shift is not None])
+    coverages = np.asarray([p.coverage for p in report.pairs if p.coverage is not None])
+    print(f"{report.data_dir}: {len(report.pairs)} pairs, {len(report.good_pairs)} good")
+    if len(shifts):
+        magnitude = np.abs(shifts).max(axis=1)
+        print(
+            f"  shift (px, larger axis): median {np.median(magnitude):.2f}, "
+            f"max {magnitude.max():.2f}"
+        )
+    kept = sum(p.mask_source == "kept" for p in report.pairs)
+    computed = sum(p.mask_source == "computed" for p in report.pairs)
+    where = "" if mask_dir is None else f" into {mask_dir}"
+    print(
+        f"  masks: {computed} computed{where}, {kept} existing kept "
+        "(--overwrite-masks recomputes them)"
+    )
+    if len(coverages):
+        print(
+            f"  mask coverage: mean {100 * coverages.mean():.1f} %, "
+            f"min {100 * coverages.min():.1f} %, max {100 * coverages.max():.1f} %"
+        )
+    problems = report.all_problems()
+    if not problems:
+        print("no problems found")
+        return 0
+    print(f"\n{len(problems)} problem(s):")
+    rows = [(p.kind, p.path, p.detail) for p in problems]
+    print(format_table(rows, ("problem", "file", "detail")))
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    data_dir = Path(args.data_dir)
+    error = _usage_error(args, data_dir)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    mask_dir = Path(args.mask_dir) if args.mask_dir else data_dir / "mask"
+    mask_dir = Path(args.mask_dir) if args.mask_dir else data_dir / LAYOUT["mask"][0]
     mask_kwargs = {
         "threshold": args.threshold / 255.0,
         "reduce": args.reduce,
@@ -497,78 +529,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             mask_dir=mask_dir,
             overwrite_masks=args.overwrite_masks,
         )
-        good = report.good_pairs
-        shown = 0
-        if args.contact_pairs:
-            sheet = (
-                Path(args.contact_sheet) if args.contact_sheet else data_dir / "contact_sheet.png"
-            )
-            shown = write_contact_sheet(report, sheet, args.contact_pairs, mask_kwargs=mask_kwargs)
-            if shown:
-                print(f"contact sheet of {shown} pairs: {sheet}")
-        if args.report:
-            write_report_csv(report, args.report)
-            print(f"report: {args.report}")
-        if args.tfrecords and good:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            from tf_deraindrop.data.records import write_tfrecords
-
-            pairs = [
-                {
-                    "rainy": p.rainy,
-                    "clean": p.clean,
-                    "mask": p.mask_path,
-                    "name": p.key,
-                }
-                for p in good
-            ]
-            shards = write_tfrecords(
-                pairs,
-                args.tfrecords,
-                num_shards=args.num_shards,
-                prefix=args.prefix or data_dir.name or "train",
-                mask_kwargs=mask_kwargs,
-                progress=not args.quiet,
-            )
-            print(f"wrote {len(good)} pairs into {len(shards)} TFRecord shards in {args.tfrecords}")
-        elif args.tfrecords:
-            print("no good pairs: no TFRecords written", file=sys.stderr)
+        _write_outputs(report, args, mask_kwargs)
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-    shifts = np.asarray([p.shift for p in report.pairs if p.shift is not None])
-    coverages = np.asarray([p.coverage for p in report.pairs if p.coverage is not None])
-    print(f"{data_dir}: {len(report.pairs)} pairs, {len(good)} good")
-    if len(shifts):
-        magnitude = np.abs(shifts).max(axis=1)
-        print(
-            f"  shift (px, larger axis): median {np.median(magnitude):.2f}, "
-            f"max {magnitude.max():.2f}"
-        )
-    kept = sum(p.mask_source == "kept" for p in report.pairs)
-    computed = sum(p.mask_source == "computed" for p in report.pairs)
-    where = "" if args.no_masks else f" into {mask_dir}"
-    print(
-        f"  masks: {computed} computed{where}, {kept} existing kept "
-        "(--overwrite-masks recomputes them)"
-    )
-    if len(coverages):
-        print(
-            f"  mask coverage: mean {100 * coverages.mean():.1f} %, "
-            f"min {100 * coverages.min():.1f} %, max {100 * coverages.max():.1f} %"
-        )
-    problems = report.all_problems()
-    if problems:
-        print(f"\n{len(problems)} problem(s):")
-        print(
-            format_table(
-                [(p.kind, p.path, p.detail) for p in problems], ("problem", "file", "detail")
-            )
-        )
-        return 1
-    print("no problems found")
-    return 0
+    return _print_summary(report, None if args.no_masks else mask_dir)
 
 
 if __name__ == "__main__":

@@ -410,3 +410,60 @@ def test_skip_resumes_the_same_stream(tmp_path, source):
     whole = [b[0].numpy() for b in data.make_dataset(path, **options).take(5)]
     resumed = [b[0].numpy() for b in data.make_dataset(path, skip=3, **options).take(2)]
     np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[3:]))
+
+
+def test_checked_pairs_with_check_false_read_no_header_and_give_the_same_stream(
+    tmp_path, monkeypatch
+):
+    make_layout(tmp_path, [(40, 52), (44, 48), (36, 40)])
+    pairs, _ = data.check_pairs(data.find_pairs(tmp_path), crop_size=16)
+    options = dict(crop_size=16, batch_size=2, seed=3)
+    checked = [b[0].numpy() for b in data.make_dataset(pairs, skip=2, **options).take(3)]
+
+    opened = []
+
+    def spy(path):
+        opened.append(path)
+        raise AssertionError(f"header read: {path}")
+
+    monkeypatch.setattr("tf_deraindrop.data.pairs.image_size", spy)
+    with pytest.raises(AssertionError, match="header read"):
+        data.make_dataset(pairs, **options)
+    opened.clear()
+    unchecked = data.make_dataset(pairs, skip=2, check=False, **options)
+    got = [b[0].numpy() for b in unchecked.take(3)]
+    assert opened == []
+    np.testing.assert_array_equal(np.stack(got), np.stack(checked))
+
+
+def test_pairs_module_loads_without_tensorflow():
+    import subprocess
+    import sys
+
+    # argv[0] "-m" as while `python -m tf_deraindrop.<tool>` imports the package,
+    # which then leaves the Keras classes to the tool: only this module's own
+    # imports count.
+    code = (
+        "import sys; sys.argv[:1] = ['-m']; "
+        "import tf_deraindrop.data.pairs, tf_deraindrop.data as d; "
+        "d.find_pairs, d.check_pairs, d.DEFAULT_MASK_THRESHOLD; "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_scan_folder_reports_what_it_cannot_use(tmp_path):
+    from tf_deraindrop.data.pairs import scan_folder
+
+    for name in ("2_rain.png", "10_rain.jpg", "10_rain.png", "photo.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "3_rain.png").mkdir()  # a folder is not an image
+    (tmp_path / ".4_rain.png").write_bytes(b"")  # hidden
+    scan = scan_folder(tmp_path, "rainy")
+    assert sorted(scan.found) == ["10", "2"]
+    assert [os.path.basename(p) for p in scan.found["10"]] == ["10_rain.jpg", "10_rain.png"]
+    assert [os.path.basename(p) for p in scan.misnamed] == ["photo.png"]
+    assert [os.path.basename(p) for p in scan.not_images] == ["notes.txt"]
+    assert scan.image_count == 4

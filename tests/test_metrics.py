@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tf_deraindrop.images import to_uint8
-from tf_deraindrop.metrics import psnr_y, psnr_y_tf, ssim_y, ssim_y_tf, y_channel
+from tf_deraindrop.metrics import psnr, psnr_y, psnr_y_tf, ssim_y, ssim_y_tf, y_channel
 
 
 def _noisy_pair(seed, shape=(37, 45, 3), sigma=0.08):
@@ -41,6 +41,21 @@ def test_psnr_of_constant_offset_is_exact():
     # Luma weights sum to 1: a gray pixel's Y is its value, an offset d moves it by d.
     for d in (1, 3, 10):
         assert psnr_y(clean + np.uint8(d), clean) == pytest.approx(20 * math.log10(255 / d))
+
+
+def test_plain_psnr_clips_to_the_peak_and_needs_no_uint8():
+    rng = np.random.default_rng(2)
+    a = rng.random((6, 10, 3), dtype=np.float32)
+    for d in (0.01, 0.1):
+        # Shifted inside [0, 1] by d: the MSE is d^2 exactly (up to float32 rounding).
+        b = np.clip(a, d, 1.0) - d
+        assert psnr(np.clip(a, d, 1.0), b) == pytest.approx(20 * math.log10(1 / d), abs=1e-3)
+    assert psnr(a, a) == math.inf
+    # Values outside [0, peak] count as the peak: 2.0 and 1.0 are equal.
+    assert psnr(np.full((4, 4), 2.0), np.ones((4, 4))) == math.inf
+    assert psnr(np.zeros((4, 4)), np.full((4, 4), 51.0), peak=255.0) == pytest.approx(
+        20 * math.log10(5.0)
+    )
 
 
 def test_only_multiples_of_four_are_measured():

@@ -1,10 +1,17 @@
-"""`load_generator_weights`: the one loader behind evaluate, predict and the TFLite export."""
+"""`tf_deraindrop.weights`: the one generator loader of the tools, float32 copies, atomic writes."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tf_deraindrop.weights import WeightsError, load_generator_weights
+from tf_deraindrop.weights import (
+    WeightsError,
+    atomic_path,
+    float32_generator,
+    load_generator_weights,
+)
 
 
 def test_missing_file_names_the_path(tmp_path):
@@ -24,3 +31,50 @@ def test_unreadable_file_is_a_weights_error(tmp_path, name):
 def test_loads_a_saved_generator(generator_file):
     generator = load_generator_weights(generator_file)
     assert generator.count_params() == 6_244_362
+
+
+def test_atomic_path_renames_on_success_and_removes_on_failure(tmp_path):
+    target = tmp_path / "sub" / "report.csv"
+    with atomic_path(target) as tmp:
+        assert os.path.dirname(tmp) == str(target.parent)
+        assert tmp.endswith(".csv") and os.path.basename(tmp).startswith(".")
+        with open(tmp, "w") as f:
+            f.write("first")
+        assert not target.exists()
+    assert target.read_text() == "first"
+
+    for kind in ("file", "folder"):
+        with pytest.raises(RuntimeError, match="stop"):
+            with atomic_path(target) as tmp:
+                if kind == "file":
+                    with open(tmp, "w") as f:
+                        f.write("half")
+                else:
+                    os.makedirs(os.path.join(tmp, "inner"))
+                raise RuntimeError("stop")
+        assert target.read_text() == "first"
+        assert sorted(os.listdir(target.parent)) == ["report.csv"]
+
+
+def test_float32_generator_copies_a_mixed_precision_generator():
+    import keras
+    import numpy as np
+
+    from tf_deraindrop.models import Generator
+
+    mixed = Generator(steps=2, initial_attention=0.25, dtype="mixed_float16")
+    mixed.build((None, None, None, 3))
+    same = float32_generator(mixed)
+    assert same is not mixed
+    assert same.dtype_policy.name == "float32"
+    assert (same.steps, same.initial_attention) == (2, 0.25)
+    for a, b in zip(same.get_weights(), mixed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert float32_generator(same) is same
+    twin = float32_generator(same, copy=True)
+    assert twin is not same
+    image = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(twin(image)["outputs"][-1]),
+        keras.ops.convert_to_numpy(same(image)["outputs"][-1]),
+    )

@@ -1,4 +1,4 @@
-"""The raindrop mask `M` of a rainy/clean pair (spec section 5).
+"""The raindrop mask `M` of a rainy/clean pair (docs/architecture.md, section 6).
 
 The authors' dataset ships no mask: it is computed from each pair by
 thresholding the difference `|I - B|` of the rainy image `I` and the clean
@@ -22,10 +22,11 @@ project keeps the stricter default and no morphology.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from tf_deraindrop.images import to_float_rgb
 
+#: The one definition of the mask threshold (30/255, `reduce="max"`), used
+#: by the data pipeline, the training configuration and the tools.
 DEFAULT_THRESHOLD = 30.0 / 255.0
 DEFAULT_REDUCE = "max"
 
@@ -35,24 +36,17 @@ DEFAULT_REDUCE = "max"
 _TOLERANCE_255 = 1e-3
 
 
-def _square(size: int) -> np.ndarray:
-    return np.ones((size, size), dtype=bool)
+def _morphology(mask: np.ndarray, size: int, operation: str) -> np.ndarray:
+    """Binary closing or opening with a `size` x `size` square."""
+    # scipy is imported here: importing this module (for its threshold) stays cheap.
+    from scipy import ndimage
 
-
-def _closing(mask: np.ndarray, size: int) -> np.ndarray:
+    apply = ndimage.binary_closing if operation == "close" else ndimage.binary_opening
     # Padding by replication keeps the image border from being eroded as if
     # everything outside the image were background.
     pad = size
     padded = np.pad(mask, pad, mode="edge")
-    closed = ndimage.binary_closing(padded, structure=_square(size))
-    return closed[pad:-pad, pad:-pad]
-
-
-def _opening(mask: np.ndarray, size: int) -> np.ndarray:
-    pad = size
-    padded = np.pad(mask, pad, mode="edge")
-    opened = ndimage.binary_opening(padded, structure=_square(size))
-    return opened[pad:-pad, pad:-pad]
+    return apply(padded, structure=np.ones((size, size), dtype=bool))[pad:-pad, pad:-pad]
 
 
 def compute_mask(
@@ -102,9 +96,9 @@ def compute_mask(
     combined = diff.max(axis=-1) if reduce == "max" else diff.sum(axis=-1)
     mask = combined >= threshold * 255.0 - _TOLERANCE_255
     if close_size and close_size > 1:
-        mask = _closing(mask, int(close_size))
+        mask = _morphology(mask, int(close_size), "close")
     if open_size and open_size > 1:
-        mask = _opening(mask, int(open_size))
+        mask = _morphology(mask, int(open_size), "open")
     return mask
 
 

@@ -1,6 +1,6 @@
-"""PSNR and SSIM on the Y channel: the published protocol, and in-graph versions.
+"""PSNR and SSIM on the Y channel: the published protocol, in-graph versions, plain PSNR.
 
-The protocol the Raindrop tables use (spec section 5): the uint8 output and
+The protocol the Raindrop tables use (docs/architecture.md, section 8): the uint8 output and
 the uint8 clean image are brought to luma `Y = 0.299 R + 0.587 G + 0.114 B`
 (ITU-R BT.601, on 0..255, rounded to uint8), both cropped to multiples of 4,
 then PSNR with peak 255 and `skimage.metrics.structural_similarity` with its
@@ -70,6 +70,33 @@ def _protocol_y(output: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.n
     return y_channel(output[:h4, :w4]), y_channel(clean[:h4, :w4])
 
 
+def _psnr_db(mse: float, peak: float) -> float:
+    return float("inf") if mse == 0 else float(10.0 * np.log10(peak**2 / mse))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    """Plain PSNR in dB of two float images (any shape), both clipped to [0, peak].
+
+    Not the published protocol (that is `psnr_y`): it compares model
+    outputs with each other, for example an exported model with the Keras
+    generator.
+
+    Args:
+        a, b: arrays of the same shape.
+        peak: the largest value (1 for images in [0, 1]).
+
+    Returns:
+        PSNR with peak `peak`, computed in float64; `inf` when equal.
+
+    Example:
+        >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 0.1)), 2)
+        20.0
+    """
+    a = np.clip(np.asarray(a, np.float64), 0.0, peak)
+    b = np.clip(np.asarray(b, np.float64), 0.0, peak)
+    return _psnr_db(float(np.mean((a - b) ** 2)), peak)
+
+
 def psnr_y(output_uint8: np.ndarray, clean_uint8: np.ndarray) -> float:
     """PSNR in dB on the Y channel, the published protocol.
 
@@ -87,9 +114,7 @@ def psnr_y(output_uint8: np.ndarray, clean_uint8: np.ndarray) -> float:
     """
     y_out, y_clean = _protocol_y(output_uint8, clean_uint8)
     mse = np.mean((y_out.astype(np.float64) - y_clean.astype(np.float64)) ** 2)
-    if mse == 0:
-        return float("inf")
-    return float(10.0 * np.log10(255.0**2 / mse))
+    return _psnr_db(float(mse), 255.0)
 
 
 def ssim_y(output_uint8: np.ndarray, clean_uint8: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Loading a generator for a command-line tool: one check and one error type.
+"""Generator files: loading one for a command-line tool, a float32 copy, atomic writes.
 
 Kept free of TensorFlow at import, so a tool can check its arguments before
 paying for the import.
@@ -6,11 +6,74 @@ paying for the import.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 
 
 class WeightsError(Exception):
     """The generator weights are missing or unreadable; the message says which file and why."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside `path`, renamed over it when the block succeeds.
+
+    The temporary name starts with a dot (hidden from globs such as
+    `*.tfrecord`) and keeps the suffix, so writers that pick the format from
+    it (PIL, `keras.Model.save`) still can. If the block raises, whatever it
+    wrote there (a file or a folder) is removed and `path` is left as it was.
+    The folder of `path` is created.
+
+    Args:
+        path: the file (or folder) to write.
+
+    Example:
+        >>> with atomic_path("out/report.csv") as tmp:  # doctest: +SKIP
+        ...     with open(tmp, "w") as f:
+        ...         f.write("key,psnr\\n")
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base, suffix = os.path.splitext(os.path.basename(path))
+    # The process id keeps two writers of the same file (workers) apart.
+    tmp = os.path.join(directory, f".{base}.partial{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def float32_generator(generator, copy: bool = False):
+    """A float32 generator with the weights of `generator` (any dtype policy).
+
+    Returns `generator` itself when it is already float32 (unless `copy`),
+    else a new, built model of the same class and configuration under the
+    float32 policy: what verification compares against and what a `.keras`
+    file for CPUs and TFLite should hold.
+
+    Args:
+        generator: a built `Generator`.
+        copy: always return a new model, even for a float32 generator (for
+            example to save it away from a distribution strategy).
+
+    Example:
+        >>> reference = float32_generator(mixed_precision_generator)  # doctest: +SKIP
+    """
+    if generator.dtype_policy.name == "float32" and not copy:
+        return generator
+    config = generator.get_config()
+    config["dtype"] = "float32"
+    twin = type(generator).from_config(config)
+    twin.build((None, None, None, 3))
+    twin.set_weights(generator.get_weights())
+    return twin
 
 
 def load_generator_weights(path: str | os.PathLike):

@@ -22,8 +22,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,12 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
+from tf_deraindrop.data.examples import ExampleGraph
+from tf_deraindrop.data.pairs import TFRECORD_PATTERN, DatasetError
 from tf_deraindrop.images import read_image, to_float_rgb, to_uint8
 from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.weights import atomic_path
 
-TFRECORD_PATTERN = "*.tfrecord"
 TFRECORD_SUFFIX = ".tfrecord"
 # Value of drop pixels in the stored mask (and in `parse_example`'s "mask").
 MASK_ON = 255
@@ -196,31 +200,19 @@ def write_tfrecords(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finals = [out_dir / shard_name(prefix, s, num_shards) for s in range(num_shards)]
-    temps = [path.with_name(f".{path.name}.partial") for path in finals]
-    writers = [tf.io.TFRecordWriter(os.fspath(path)) for path in temps]
-    ok = False
-    try:
-        total = len(pairs) if hasattr(pairs, "__len__") else None
-        for i, item in enumerate(
-            tqdm(pairs, total=total, desc="tfrecords", unit="pair", disable=not progress)
-        ):
+    total = len(pairs) if hasattr(pairs, "__len__") else None
+    with contextlib.ExitStack() as stack:
+        # Every shard is renamed only once all are written; on an error none is.
+        temps = [stack.enter_context(atomic_path(path)) for path in finals]
+        writers = [stack.enter_context(tf.io.TFRecordWriter(path)) for path in temps]
+        bar = tqdm(pairs, total=total, desc="tfrecords", unit="pair", disable=not progress)
+        for i, item in enumerate(bar):
             pair = _as_pair(item, i)
             writers[i % num_shards].write(
                 encode_example(
                     pair["rainy"], pair["clean"], pair.get("mask"), pair["name"], mask_kwargs
                 )
             )
-        ok = True
-    finally:
-        for writer in writers:
-            writer.close()
-        if ok:
-            for temp, final in zip(temps, finals):
-                os.replace(temp, final)
-        else:
-            for temp in temps:
-                if temp.exists():
-                    temp.unlink()
     return finals
 
 
@@ -273,3 +265,140 @@ def load_tfrecord_dataset(
     files = find_tfrecords(directory, prefix)
     dataset = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 4))
     return dataset.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# The training pipeline's reader ------------------------------------------------
+
+
+def _size_fits(crop_size: int | None):
+    """A `Dataset.filter` predicate: the stored size fits the crop (unknown sizes pass)."""
+    size_features = {key: _FEATURES[key] for key in ("height", "width", "name")}
+    smallest_allowed = crop_size if crop_size is not None else 4
+
+    def size_fits(serialized):
+        header = tf.io.parse_single_example(serialized, size_features)
+        smallest = tf.minimum(header["height"], header["width"])
+        ok = tf.logical_or(tf.equal(smallest, 0), smallest >= smallest_allowed)
+        size = [header["width"], "x", header["height"], "(smaller than the crop)"]
+        warn = lambda: tf.print(  # noqa: E731
+            "warning: skipped TFRecord example",
+            header["name"],
+            "of",
+            *size,
+            output_stream=sys.stderr,
+        )
+        tf.cond(ok, tf.no_op, warn)
+        return ok
+
+    return size_fits
+
+
+def _checked_parser(directory: str, crop_size: int | None, graph: ExampleGraph):
+    """`parse_example` plus an in-graph check of the sizes, naming the example and folder."""
+    crop = "whole images" if crop_size is None else f"the crop {crop_size} x {crop_size}"
+
+    def parse(serialized):
+        example = parse_example(serialized)
+        rainy, clean, mask = example["rainy"], example["clean"], example["mask"]
+        shape = tf.shape(rainy)
+        ok = tf.logical_and(
+            tf.reduce_all(tf.equal(tf.shape(clean), shape)),
+            tf.reduce_all(tf.equal(tf.shape(mask)[:2], shape[:2])),
+        )
+        if crop_size is not None:
+            ok = tf.logical_and(ok, tf.reduce_min(shape[:2]) >= crop_size)
+        # The sizes are only known once a record is read: the error is raised
+        # inside tf.data, but its message names the example and the folder.
+        message = tf.strings.join(
+            [
+                "TFRecord example ",
+                example["name"],
+                " (",
+                tf.strings.as_string(shape[1]),
+                " x ",
+                tf.strings.as_string(shape[0]),
+                f") in {directory}: its images differ in size or {crop} does not fit",
+            ]
+        )
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            return tf.identity(rainy), clean, graph.binarize(mask)
+
+    return parse
+
+
+def _shard_files(files: list[str], training: bool, seed, num_shards: int, shard_index: int):
+    """Records of this input pipeline's share, shard files shuffled when training."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    # Fewer files than pipelines: every pipeline reads all files, every n-th record.
+    shard_records = num_shards > 1 and len(files) < num_shards
+    if num_shards > 1 and not shard_records:
+        ds = ds.shard(num_shards, shard_index)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 4),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return ds.shard(num_shards, shard_index) if shard_records else ds
+
+
+def records_dataset(
+    directory: str,
+    *,
+    crop_size: int | None,
+    batch_size: int,
+    training: bool,
+    graph: ExampleGraph,
+    seed: int,
+    skip_bad: bool,
+    shuffle_buffer: int | None,
+    cache: bool,
+    num_shards: int,
+    shard_index: int,
+    skip: int,
+) -> tf.data.Dataset:
+    """The training pipeline on the shards of a folder (masks stored in them).
+
+    `tf_deraindrop.data.make_dataset` calls this for a folder of shards and
+    documents the arguments; `graph` is its per-example graph.
+
+    Raises:
+        DatasetError: no shard in the folder, or only empty ones.
+    """
+    try:
+        files = find_tfrecords(directory)
+    except FileNotFoundError as err:
+        raise DatasetError(str(err)) from err
+    if all(os.path.getsize(f) == 0 for f in files):
+        # Repeating an empty dataset would wait forever for a first batch.
+        raise DatasetError(f"{directory}: the TFRecord files hold no examples.")
+    autotune = tf.data.AUTOTUNE
+    parse = _checked_parser(directory, crop_size, graph)
+    ds = _shard_files(files, training, seed, num_shards, shard_index)
+    if skip_bad:
+        # The schema stores each example's size: bad sizes are dropped before
+        # any PNG is decoded (records written without it read as 0 x 0, unknown).
+        ds = ds.filter(_size_fits(crop_size))
+    if cache:
+        # Decoded examples in memory; the shuffle buffer then holds decoded images.
+        ds = ds.map(parse, num_parallel_calls=autotune).cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer or 256, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat()
+    ds = ds.enumerate()
+    if skip:
+        ds = ds.skip(skip * batch_size)
+    if cache:
+        ds = ds.map(lambda i, ex: graph.crop_example(i, *ex), num_parallel_calls=autotune)
+    else:
+        ds = ds.map(
+            lambda i, serialized: graph.crop_example(i, *parse(serialized)),
+            num_parallel_calls=autotune,
+        )
+    if skip_bad:
+        # Corrupt records or pixel data drop the example with a logged warning.
+        ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=autotune)
+    return ds.prefetch(autotune)
