@@ -67,33 +67,12 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
 
 def keras_to_state_dict(generator) -> dict[str, np.ndarray]:
     """A Keras generator's weights as the authors' `state_dict` (BGR, PyTorch layouts)."""
-    from export.graph import _lstm_gates
-    from tf_deraindrop.checkpoint import _IMAGE_IN, _IMAGE_OUT, OFFICIAL_LAYOUT
+    from tf_deraindrop.models.official_names import generator_layers, official_weights
 
-    g = generator
-    layers = {"det_conv0.0": g.det_conv0, "det_conv_mask.0": g.det_conv_mask}
-    for i, block in enumerate(g.det_blocks, 1):
-        layers[f"det_conv{i}.0"], layers[f"det_conv{i}.2"] = block.conv_a, block.conv_b
-    for i in range(1, 11):
-        layers[f"conv{i}.0"] = getattr(g, f"conv{i}")
-    for i, layer in enumerate(g.diconvs, 1):
-        layers[f"diconv{i}.0"] = layer
-    layers["deconv1.0"] = g.deconv1.transposed_conv
-    layers["deconv2.0"] = g.deconv2.transposed_conv
-    layers["outframe1.0"], layers["outframe2.0"] = g.outframe1, g.outframe2
-    layers["output.0"] = g.output_conv
-    weights = {name: (np.asarray(v.kernel), np.asarray(v.bias)) for name, v in layers.items()}
-    for gate, kb in zip("ifgo", _lstm_gates(g.lstm)):
-        weights[f"conv_{gate}.0"] = kb
     state = {}
-    for conv in OFFICIAL_LAYOUT:
-        kernel, bias = weights[conv.name]
-        if conv.name in _IMAGE_IN:  # RGB + map -> BGR + map (the permutation is its own inverse)
-            kernel = kernel[:, :, [2, 1, 0, 3], :]
-        if conv.name in _IMAGE_OUT:
-            kernel, bias = kernel[..., [2, 1, 0]], bias[[2, 1, 0]]
-        state[f"{conv.name}.weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
-        state[f"{conv.name}.bias"] = np.ascontiguousarray(bias)
+    for name, layer in generator_layers(generator).items():
+        weight, bias = official_weights(name, np.asarray(layer.kernel), np.asarray(layer.bias))
+        state[f"{name}.weight"], state[f"{name}.bias"] = weight, bias
     return state
 
 
@@ -143,7 +122,7 @@ def torch_outputs(state: dict, images: list[np.ndarray]) -> list[np.ndarray]:
 
 def photos(h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """A calibration folder (real photos or synthetic scenes), and test images fitted to h x w."""
-    from export.tflite import fit_samples, synthetic_images
+    from export.samples import fit_samples, synthetic_images
     from tf_deraindrop.images import read_image, write_image
 
     folder = tempfile.mkdtemp(prefix="bench_export_photos_")
@@ -161,17 +140,14 @@ def photos(h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     return folder, list(zip(names, fitted))
 
 
-def psnr(a, b) -> float:
-    from export.tflite import psnr as _psnr
-
-    return _psnr(a, b)
-
-
 def run_generator(label, generator, checkpoint, args, folder, tests, workdir) -> list[dict]:
     """Exports every mode for one generator and measures it; returns table rows."""
     from export.benchmark import spawn_worker, summarize
-    from export.tflite import WEIGHT_BYTES, export_tflite, float32_generator
+    from export.convert import WEIGHT_BYTES
+    from export.tflite import export_tflite
     from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.metrics import psnr
+    from tf_deraindrop.weights import float32_generator
 
     h, w = args.height, args.width
     reference = float32_generator(generator)

@@ -66,9 +66,10 @@ def main() -> None:
     import tensorflow as tf
 
     from export.graph import DeployGraph
-    from export.tflite import fit_samples, psnr
+    from export.samples import fit_samples
     from tf_deraindrop.images import read_image
     from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.metrics import psnr
 
     if args.weights:
         weights, label = args.weights, args.weights

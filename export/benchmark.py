@@ -82,8 +82,8 @@ def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: in
 
     baseline = current_rss_mb()
     if weights:
-        from export.tflite import float32_generator
         from tf_deraindrop.inference import load_generator
+        from tf_deraindrop.weights import float32_generator
 
         generator = float32_generator(load_generator(weights))
     else:

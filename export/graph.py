@@ -41,6 +41,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_deraindrop.layers import reflect_pad_average_pool
+from tf_deraindrop.models.official_names import DET_BLOCKS, GATES, generator_layers
+
+# Not plain convolutions of the deploy graph: the transposed convolutions
+# (rebuilt as sub-pixel convolutions) and the training-only side outputs;
+# the LSTM gates (`conv_*`) are read without their activation.
+_SPECIAL = ("deconv1.0", "deconv2.0", "outframe1.0", "outframe2.0")
 
 
 @dataclass
@@ -128,15 +134,9 @@ def _from_layer(layer) -> _Conv:
     )
 
 
-def _lstm_gates(cell) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The cell's gates i, f, g, o as `(kernel (k, k, in + filters, filters), bias)`."""
-    gates = getattr(cell, "gates", None)
-    if isinstance(gates, dict):  # one convolution per gate
-        return [(_float32(gates[n].kernel), _float32(gates[n].bias)) for n in "ifgo"]
-    # One joint convolution with 4 * filters outputs, in the order i, f, g, o.
-    kernel, bias = _float32(cell.kernel), _float32(cell.bias)
-    n = kernel.shape[-1] // 4
-    return [(kernel[..., k * n : (k + 1) * n], bias[k * n : (k + 1) * n]) for k in range(4)]
+def _pre_activation(layer) -> _Conv:
+    """An LSTM gate's convolution without its sigmoid or tanh (applied in the graph)."""
+    return _Conv(_float32(layer.kernel), _float32(layer.bias), relu=False)
 
 
 class DeployGraph:
@@ -152,27 +152,30 @@ class DeployGraph:
     """
 
     def __init__(self, generator):
-        g = generator
-        self.steps = int(g.steps)
-        self.initial_attention = float(g.initial_attention)
-        self.det_conv0_image, self.det_conv0_map = _from_layer(g.det_conv0).split_inputs(3)
-        self.det_blocks = [(_from_layer(b.conv_a), _from_layer(b.conv_b)) for b in g.det_blocks]
+        self.steps = int(generator.steps)
+        self.initial_attention = float(generator.initial_attention)
+        layers = generator_layers(generator)
+        plain = [name for name in layers if name not in _SPECIAL and not name.startswith("conv_")]
+        conv = {name: _from_layer(layers[name]) for name in plain}
+        self.det_conv0_image, self.det_conv0_map = conv["det_conv0.0"].split_inputs(3)
+        self.det_blocks = [
+            (conv[f"det_conv{i}.0"], conv[f"det_conv{i}.2"]) for i in range(1, DET_BLOCKS + 1)
+        ]
         features = self.det_blocks[-1][1].kernel.shape[-1]
         # Per gate: (conv of the step's input with the bias, conv of the hidden state).
         self.gates = {
-            name: _Conv(kernel, bias, relu=False).split_inputs(features)
-            for name, (kernel, bias) in zip("ifgo", _lstm_gates(g.lstm))
+            gate: _pre_activation(layers[f"conv_{gate}.0"]).split_inputs(features) for gate in GATES
         }
-        self.det_conv_mask = _from_layer(g.det_conv_mask)
-        self.conv1_image, self.conv1_map = _from_layer(g.conv1).split_inputs(3)
-        self.encoder = [_from_layer(getattr(g, f"conv{i}")) for i in range(2, 7)]
-        self.diconvs = [_from_layer(layer) for layer in g.diconvs]
-        self.conv7, self.conv8 = _from_layer(g.conv7), _from_layer(g.conv8)
-        self.deconv1 = self._transposed(g.deconv1.transposed_conv)
-        self.conv9 = _from_layer(g.conv9)
-        self.deconv2 = self._transposed(g.deconv2.transposed_conv)
-        self.conv10 = _from_layer(g.conv10)
-        self.output_conv = _from_layer(g.output_conv)
+        self.det_conv_mask = conv["det_conv_mask.0"]
+        self.conv1_image, self.conv1_map = conv["conv1.0"].split_inputs(3)
+        self.encoder = [conv[f"conv{i}.0"] for i in range(2, 7)]
+        self.diconvs = [conv[f"diconv{i}.0"] for i in range(1, 5)]
+        self.conv7, self.conv8 = conv["conv7.0"], conv["conv8.0"]
+        self.deconv1 = self._transposed(layers["deconv1.0"])
+        self.conv9 = conv["conv9.0"]
+        self.deconv2 = self._transposed(layers["deconv2.0"])
+        self.conv10 = conv["conv10.0"]
+        self.output_conv = conv["output.0"]
 
     @staticmethod
     def _transposed(layer):

@@ -16,8 +16,12 @@ import pytest
 from export import benchmark as bench
 from export import tflite
 from export.analysis import op_counts, xnnpack_coverage
+from export.errors import VerificationFailed
+from export.samples import synthetic_images
+from export.verify import DEFAULT_MIN_PSNR
 from tf_deraindrop.images import to_uint8
 from tf_deraindrop.lite import LiteDerainer, LiteModelError, load_interpreter
+from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
 
@@ -47,7 +51,7 @@ def calibration_dir(request, tmp_path_factory):
         from tf_deraindrop.images import write_image
 
         folder = tmp_path_factory.mktemp("calibration")
-        for i, image in enumerate(tflite.synthetic_images(3, 96, 128, seed=5)):
+        for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
             write_image(folder / f"scene{i}.png", image)
         return str(folder)
 
@@ -65,7 +69,7 @@ def image(request):
     try:
         folder = request.getfixturevalue("real_raindrops_dir")
     except pytest.skip.Exception:
-        return tflite.synthetic_images(1, H, W, seed=9)[0]
+        return synthetic_images(1, H, W, seed=9)[0]
     return read_image(folder / "case2.jpg")[200 : 200 + H, 300 : 300 + W]
 
 
@@ -113,7 +117,7 @@ def test_signature_names(float32_model, generator, out_dir):
     signatures = load_interpreter(with_attention.path).get_signature_list()
     assert signatures["derain"]["inputs"] == ["image"]
     assert sorted(signatures["derain"]["outputs"]) == ["attention", "derained"]
-    pixels = to_uint8(tflite.synthetic_images(1, H, W)[0])
+    pixels = to_uint8(synthetic_images(1, H, W)[0])
     out, attention = LiteDerainer(with_attention.path).derain(pixels, return_attention=True)
     expected = generator(pixels[None].astype(np.float32) / 255)["attention"][-1]
     assert attention.shape == (H, W) and out.shape == (H, W, 3) and out.dtype == np.uint8
@@ -152,33 +156,14 @@ def test_xnnpack_takes_every_op_float32_and_int8(float32_model, int8_model):
         assert coverage.total == sum(op_counts(report.path).values())
 
 
-def test_coverage_reports_ops_xnnpack_refuses(tmp_path):
-    import tensorflow as tf
-
-    class Module(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32, name="image")])
-        def derain(self, image):
-            x = tf.pad(image, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
-            return {"derained": tf.math.cumsum(x, axis=1)[:, 1:-1, 1:-1] * 2.0}
-
-    module = Module()
-    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"derain": module.derain})
-    path = tmp_path / "m.tflite"
-    path.write_bytes(tflite.convert(str(tmp_path / "sm"), "none"))
-    coverage = xnnpack_coverage(path)
-    assert not coverage.complete
-    assert coverage.not_taken["CUMSUM"] == 1
-    assert coverage.taken < coverage.total
-
-
 @pytest.mark.parametrize("mode", ["float16", "dynamic"])
 def test_weight_quantized_modes(mode, generator, out_dir, image):
     report = export(generator, out_dir, f"{mode}.tflite", quantize=mode)
     assert abs(report.size_ratio - 1) < 0.05
     assert xnnpack_coverage(report.path).complete
     ours = LiteDerainer(report.path).run_tile(image)
-    psnr = tflite.psnr(ours, keras_output(generator, image))
-    assert psnr >= tflite.DEFAULT_MIN_PSNR[mode]
+    db = psnr(ours, keras_output(generator, image))
+    assert db >= DEFAULT_MIN_PSNR[mode]
     if mode == "float16":
         assert np.abs(ours - keras_output(generator, image)).max() < 0.02
 
@@ -187,7 +172,7 @@ def test_int8_close_to_keras(int8_model, generator, image):
     assert abs(int8_model.size_ratio - 1) < 0.05
     assert "calibration" in int8_model.calibration.lower()
     ours = LiteDerainer(int8_model.path).run_tile(image)
-    assert tflite.psnr(ours, keras_output(generator, image)) >= tflite.DEFAULT_MIN_PSNR["int8"]
+    assert psnr(ours, keras_output(generator, image)) >= DEFAULT_MIN_PSNR["int8"]
     assert int8_model.verification.passed
 
 
@@ -215,7 +200,7 @@ def test_uint8_io_is_pixels(mode, generator, out_dir, calibration_dir, image):
         assert diff.max() <= 1  # rounding only
         assert coverage.complete, str(coverage)
     else:
-        assert tflite.psnr(out / 255.0, expected / 255.0) >= tflite.DEFAULT_MIN_PSNR["int8"]
+        assert psnr(out / 255.0, expected / 255.0) >= DEFAULT_MIN_PSNR["int8"]
         # Only the uint8 <-> int8 requantizations at the two ends stay outside.
         assert coverage.partitions == 1 and set(coverage.not_taken) == {"QUANTIZE"}
 
@@ -236,7 +221,7 @@ def test_mixed_precision_generator_exports_float32(generator, float32_model, out
 
 def test_verification_failure_keeps_rejected_file(generator, tmp_path):
     output = tmp_path / "model.tflite"
-    with pytest.raises(tflite.VerificationFailed, match="rejected"):
+    with pytest.raises(VerificationFailed, match="rejected"):
         tflite.export_tflite(
             generator, str(output), 16, 16, min_psnr=1000, progress=False, log=lambda _: None
         )

@@ -4,82 +4,32 @@ The checkpoint is a `state_dict` saved by PyTorch 0.3.1 in the legacy
 (non-zip) `torch.save` format; newer saves use the zip format. Both load
 through `torch.load`. The authors feed BGR images; this project is RGB, so
 the channels of the image inputs and of the three image outputs are
-permuted here, and the imported model gives the authors' numbers on RGB.
+permuted on the way in, and the imported model gives the authors' numbers
+on RGB. Which tensor goes to which layer, and how, is
+`tf_deraindrop.models.official_names` (docs/architecture.md, section 7).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from tf_deraindrop.models import Generator
+from tf_deraindrop.models.official_names import generator_layers, keras_weights, official_shapes
+
+__all__ = [
+    "CheckpointError",
+    "assign_state_dict",
+    "check_state_dict",
+    "import_official_checkpoint",
+    "official_shapes",
+    "read_state_dict",
+]
 
 
 class CheckpointError(ValueError):
     """The file is not the authors' generator checkpoint; the message says why."""
-
-
-@dataclass(frozen=True)
-class _Conv:
-    """One convolution of the checkpoint: name prefix, channels in/out, kernel, transposed."""
-
-    name: str
-    cin: int
-    cout: int
-    k: int
-    transposed: bool = False
-
-
-def _official_layout() -> list[_Conv]:
-    layout = [_Conv("det_conv0.0", 4, 32, 3)]
-    for i in range(1, 6):
-        layout += [_Conv(f"det_conv{i}.0", 32, 32, 3), _Conv(f"det_conv{i}.2", 32, 32, 3)]
-    layout += [_Conv(f"conv_{g}.0", 64, 32, 3) for g in "ifgo"]
-    layout += [_Conv("det_conv_mask.0", 32, 1, 3)]
-    layout += [
-        _Conv("conv1.0", 4, 64, 5),
-        _Conv("conv2.0", 64, 128, 3),
-        _Conv("conv3.0", 128, 128, 3),
-        _Conv("conv4.0", 128, 256, 3),
-        _Conv("conv5.0", 256, 256, 3),
-        _Conv("conv6.0", 256, 256, 3),
-    ]
-    layout += [_Conv(f"diconv{i}.0", 256, 256, 3) for i in range(1, 5)]
-    layout += [
-        _Conv("conv7.0", 256, 256, 3),
-        _Conv("conv8.0", 256, 256, 3),
-        _Conv("deconv1.0", 256, 128, 4, transposed=True),
-        _Conv("conv9.0", 128, 128, 3),
-        _Conv("deconv2.0", 128, 64, 4, transposed=True),
-        _Conv("conv10.0", 64, 32, 3),
-        _Conv("outframe1.0", 256, 3, 3),
-        _Conv("outframe2.0", 128, 3, 3),
-        _Conv("output.0", 32, 3, 3),
-    ]
-    return layout
-
-
-OFFICIAL_LAYOUT = _official_layout()
-
-
-def official_shapes() -> dict[str, tuple[int, ...]]:
-    """Every tensor of `gen.pkl` with its PyTorch shape (70 tensors)."""
-    shapes = {}
-    for c in OFFICIAL_LAYOUT:
-        w = (c.cin, c.cout, c.k, c.k) if c.transposed else (c.cout, c.cin, c.k, c.k)
-        shapes[f"{c.name}.weight"] = w
-        shapes[f"{c.name}.bias"] = (c.cout,)
-    return shapes
-
-
-# Image channels enter det_conv0 and conv1 as B, G, R then the map: reorder to
-# R, G, B, map. The outputs come out as B, G, R: reorder to R, G, B.
-_RGB_FROM_BGR_IN = [2, 1, 0, 3]
-_RGB_FROM_BGR_OUT = [2, 1, 0]
-_IMAGE_IN = ("det_conv0.0", "conv1.0")
-_IMAGE_OUT = ("outframe1.0", "outframe2.0", "output.0")
 
 
 def _torch_module():
@@ -150,44 +100,13 @@ def check_state_dict(state: dict[str, np.ndarray], source: str = "checkpoint") -
         )
 
 
-def _keras_kernel(state, name):
-    # Conv2d [out, in, kh, kw] -> [kh, kw, in, out];
-    # ConvTranspose2d [in, out, kh, kw] -> [kh, kw, out, in]: the same transpose.
-    kernel = np.transpose(state[f"{name}.weight"], (2, 3, 1, 0))
-    bias = state[f"{name}.bias"]
-    if name in _IMAGE_IN:
-        kernel = kernel[:, :, _RGB_FROM_BGR_IN, :]
-    if name in _IMAGE_OUT:
-        kernel = kernel[..., _RGB_FROM_BGR_OUT]
-        bias = bias[_RGB_FROM_BGR_OUT]
-    return np.ascontiguousarray(kernel), np.ascontiguousarray(bias)
-
-
 def assign_state_dict(generator: Generator, state: dict[str, np.ndarray]) -> Generator:
     """Copies a checked `state_dict` into a built `Generator`."""
     check_state_dict(state)
-    g = generator
-
-    def put(layer, name):
-        layer.set_weights(list(_keras_kernel(state, name)))
-
-    put(g.det_conv0, "det_conv0.0")
-    for i, block in enumerate(g.det_blocks, 1):
-        put(block.conv_a, f"det_conv{i}.0")
-        put(block.conv_b, f"det_conv{i}.2")
-    for gate, conv in g.lstm.gates.items():
-        put(conv, f"conv_{gate}.0")
-    put(g.det_conv_mask, "det_conv_mask.0")
-    for i in range(1, 11):
-        put(getattr(g, f"conv{i}"), f"conv{i}.0")
-    for i, layer in enumerate(g.diconvs, 1):
-        put(layer, f"diconv{i}.0")
-    put(g.deconv1.transposed_conv, "deconv1.0")
-    put(g.deconv2.transposed_conv, "deconv2.0")
-    put(g.outframe1, "outframe1.0")
-    put(g.outframe2, "outframe2.0")
-    put(g.output_conv, "output.0")
-    return g
+    for name, layer in generator_layers(generator).items():
+        kernel, bias = keras_weights(name, state[f"{name}.weight"], state[f"{name}.bias"])
+        layer.set_weights([kernel, bias])
+    return generator
 
 
 def import_official_checkpoint(path: str | os.PathLike, dtype: str | None = None) -> Generator:

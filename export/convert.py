@@ -1,0 +1,161 @@
+"""From a generator to `.tflite` bytes: the SavedModel, the conversion, the uint8 pixel ends.
+
+The graph converted is `export.graph.DeployGraph`, not `Generator.call`
+(docs/architecture.md, section 9).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+MODES = ("none", "float16", "dynamic", "int8")
+
+#: Bytes per weight in each mode: the size a file should have, give or take 5%.
+WEIGHT_BYTES = {"none": 4, "float16": 2, "dynamic": 1, "int8": 1}
+
+
+def write_saved_model(
+    generator,
+    directory: str,
+    height: int,
+    width: int,
+    uint8_io: bool = False,
+    with_attention: bool = False,
+) -> None:
+    """Writes a SavedModel with the `derain` signature (static shape `(1, H, W, 3)`).
+
+    With `uint8_io` the signature takes and returns uint8, through two
+    casts that `pixel_io` turns into the pixel scale after conversion (used
+    by the float modes; int8 gets its uint8 ends from the converter).
+    """
+    import tensorflow as tf
+
+    from export.graph import DeployGraph
+    from tf_deraindrop.lite import ATTENTION, OUTPUT
+
+    # A model with its own export function (LiteGenerator) converts as it is.
+    deploy = getattr(generator, "deploy_graph", None)
+    graph = deploy() if deploy is not None else DeployGraph(generator)
+    spec = tf.TensorSpec((1, height, width, 3), tf.uint8 if uint8_io else tf.float32, name="image")
+
+    class Derain(tf.Module):
+        @tf.function(input_signature=[spec])
+        def derain(self, image):
+            # The casts are placeholders: `pixel_io` gives them the scale 1/255.
+            derained, attention = graph(tf.cast(image, tf.float32) if uint8_io else image)
+            if uint8_io:
+                derained = tf.cast(derained, tf.uint8)
+            outputs = {OUTPUT: derained}
+            if with_attention:
+                outputs[ATTENTION] = attention
+            return outputs
+
+    module = Derain()
+    tf.saved_model.save(module, directory, signatures={"derain": module.derain})
+
+
+def pixel_io(model: bytes) -> bytes:
+    """Makes the uint8 `image` input and `derained` output carry pixels 0..255.
+
+    Both ends get the quantization scale 1/255 and zero point 0, so that
+    uint8 value `v` means `v / 255`:
+
+    * float modes: the graph casts the uint8 input to float and the output
+      back (placeholders written by `write_saved_model`). The input CAST
+      becomes a DEQUANTIZE (`v / 255`) and the output CAST a QUANTIZE
+      (`round(255 * O)`, saturating at 0 and 255, i.e. the clip to [0, 1]).
+      XNNPACK takes both, where it takes no CAST; and a CAST at the start
+      would split off the float16 weights' DEQUANTIZE ops as a partition
+      of their own.
+    * int8: the converter's uint8 interface keeps each end's calibrated
+      scale; with the pixel scale instead, its QUANTIZE ops requantize
+      between pixels and the int8 graph.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from export.analysis import builtin_code
+    from tf_deraindrop.lite import INPUT, OUTPUT
+
+    ops = schema.BuiltinOperator
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    subgraph = tree.subgraphs[0]
+
+    def code(op) -> int:
+        return builtin_code(tree.operatorCodes[op.opcodeIndex])
+
+    def opcode_index(builtin: int) -> int:
+        for index, c in enumerate(tree.operatorCodes):
+            if builtin_code(c) == builtin:
+                return index
+        new = schema.OperatorCodeT()
+        new.builtinCode, new.deprecatedBuiltinCode, new.version = builtin, builtin, 1
+        tree.operatorCodes.append(new)
+        return len(tree.operatorCodes) - 1
+
+    (signature,) = tree.signatureDefs
+    ends = [(m, "input") for m in signature.inputs if m.name.decode() == INPUT]
+    ends += [(m, "output") for m in signature.outputs if m.name.decode() == OUTPUT]
+    for end, side in ends:
+        index = end.tensorIndex
+        tensor = subgraph.tensors[index]
+        if tensor.type != schema.TensorType.UINT8:
+            raise RuntimeError(f"expected a uint8 tensor for {end.name.decode()}")
+        quantization = schema.QuantizationParametersT()
+        quantization.scale, quantization.zeroPoint = [1.0 / 255.0], [0]
+        tensor.quantization = quantization
+        touching = [
+            op
+            for op in subgraph.operators
+            if index in (list(op.inputs) if side == "input" else list(op.outputs))
+        ]
+        for op in touching:
+            if code(op) == ops.CAST:
+                op.opcodeIndex = opcode_index(ops.DEQUANTIZE if side == "input" else ops.QUANTIZE)
+                op.builtinOptionsType, op.builtinOptions = 0, None
+            elif code(op) != ops.QUANTIZE:
+                raise RuntimeError(f"unexpected op {code(op)} at the {side} {end.name.decode()}")
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def convert(
+    saved_model: str,
+    mode: str,
+    representative=None,
+    uint8_io: bool = False,
+) -> bytes:
+    """Converts the SavedModel's `derain` signature to TFLite in the given mode."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["derain"])
+    if mode != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if uint8_io:
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+    with warnings.catch_warnings():
+        # The int8 calibrator uses the deprecated tf.lite.Interpreter inside.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        model = converter.convert()
+    return pixel_io(model) if uint8_io else model
+
+
+def representative_dataset(samples: list[np.ndarray], progress: bool):
+    """The converter's representative dataset: a callable yielding signature inputs."""
+    from tqdm import tqdm
+
+    def dataset():
+        bar = tqdm(samples, desc="calibrate", unit="sample", disable=not progress, leave=False)
+        for sample in bar:
+            yield {"image": sample[None]}
+
+    return dataset
