@@ -206,7 +206,7 @@ class _Poison(keras.callbacks.Callback):
             bias.assign(np.full(bias.shape, np.nan, "float32"))
 
 
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+def test_a_nan_loss_stops_the_run_and_names_the_checkpoint_to_resume_from(
     pairs_dir, tmp_path, monkeypatch, capsys
 ):
     out_dir = str(tmp_path / "nan")
@@ -216,7 +216,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert train_module.main(flags) == 1
     err = capsys.readouterr().err
     assert "not finite at step 4" in err
-    assert "last good checkpoint" in err and "ckpt-3" in err
+    # ckpt-3 was saved a step before the blow-up and is not confirmed sane
+    # (no sane step followed it): the advised resume starts from ckpt-2.
+    assert "resumes from" in err and "ckpt-2" in err
     # Step 3's state was saved before the weights went bad; nothing after it.
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
     assert latest.endswith("ckpt-3")

@@ -1,5 +1,8 @@
 """tf-deraindrop: the Attentive GAN for raindrop removal in TensorFlow 2 / Keras 3.
 
+`import tf_deraindrop` registers the project's Keras classes (layers, models,
+losses), so that `keras.models.load_model("generator.keras")` finds them.
+
 Example:
     >>> import tf_deraindrop
     >>> generator = tf_deraindrop.import_official_checkpoint("gen.pkl")  # doctest: +SKIP
@@ -7,6 +10,9 @@ Example:
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -18,8 +24,6 @@ __all__ = [
     "load_generator",
 ]
 
-# Imports are lazy so that `python -m tf_deraindrop.<tool> --help` answers
-# before TensorFlow has loaded.
 _LAZY = {
     "Discriminator": "tf_deraindrop.models",
     "Generator": "tf_deraindrop.models",
@@ -31,7 +35,19 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tf_deraindrop' has no attribute {name!r}")
+
+
+def register_keras_classes() -> None:
+    """Imports every module that registers a Keras class (idempotent)."""
+    for module in ("tf_deraindrop.layers", "tf_deraindrop.models", "tf_deraindrop.losses"):
+        importlib.import_module(module)
+
+
+# `python -m tf_deraindrop.<tool>` imports this package while `sys.argv[0]` is
+# still "-m"; the tools import what they need themselves, so their `--help`
+# answers without loading Keras and TensorFlow. Every other import registers
+# the classes at once, as a Keras user loading a `.keras` file expects.
+if sys.argv[:1] != ["-m"]:
+    register_keras_classes()

@@ -1,7 +1,7 @@
 """Keras callbacks of a training run: TensorBoard, checkpoints, the best generator, NaN stop.
 
 The callbacks live for the whole run, across the several `fit` calls of
-`tf_deraindrop.train` (one per epoch, see there), and count steps with the
+`tf_deraindrop.training.run` (one per epoch, see there), and count steps with the
 model's `global_step` rather than Keras' batch index, which restarts with
 every epoch and every resumed run.
 """
@@ -12,161 +12,19 @@ import json
 import math
 import os
 import shutil
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_deraindrop.images import write_image
-
-#: Anchor colours of the heat maps (low to high): black, purple, red, orange, pale yellow.
-_HEAT_ANCHORS = (
-    np.array([[0, 0, 0], [85, 15, 110], [190, 40, 70], [250, 140, 20], [252, 255, 164]], np.float32)
-    / 255.0
-)
-
-
-def heat_map(values: np.ndarray) -> np.ndarray:
-    """Colours a map `(H, W)` or `(H, W, 1)` clipped to [0, 1]: float RGB `(H, W, 3)`.
-
-    The attention maps have no sigmoid (docs/architecture.md, section 2), so values outside
-    [0, 1] are clipped for display.
-    """
-    x = np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0.0, 1.0)
-    x = x.reshape(x.shape[0], x.shape[1])
-    position = x * (len(_HEAT_ANCHORS) - 1)
-    low = np.minimum(np.floor(position).astype(int), len(_HEAT_ANCHORS) - 2)
-    frac = (position - low)[..., None]
-    return _HEAT_ANCHORS[low] * (1.0 - frac) + _HEAT_ANCHORS[low + 1] * frac
-
-
-def make_panel(rainy, attention_maps: Sequence, derained, clean, gap: int = 2) -> np.ndarray:
-    """One row per example: rainy | A_1 ... A_N (heat maps) | output | clean.
-
-    Args:
-        rainy, derained, clean: `(B, H, W, 3)` float in [0, 1] (output is clipped).
-        attention_maps: `[A_1, ..., A_N]`, each `(B, H, W, 1)`.
-        gap: white pixels between tiles and rows.
-
-    Returns:
-        float32 RGB `(B * H + gaps, (N + 3) * W + gaps, 3)` in [0, 1].
-    """
-    rainy, derained, clean = (
-        np.clip(np.nan_to_num(np.asarray(a, np.float32)), 0, 1) for a in (rainy, derained, clean)
-    )
-    maps = [np.asarray(a) for a in attention_maps]
-    rows = []
-    for i in range(rainy.shape[0]):
-        tiles = [rainy[i], *[heat_map(a[i]) for a in maps], derained[i], clean[i]]
-        h = tiles[0].shape[0]
-        spacer = np.ones((h, gap, 3), np.float32)
-        row = [tiles[0]]
-        for tile in tiles[1:]:
-            row += [spacer, tile]
-        rows.append(np.concatenate(row, axis=1))
-    spacer = np.ones((gap, rows[0].shape[1], 3), np.float32)
-    out = [rows[0]]
-    for row in rows[1:]:
-        out += [spacer, row]
-    return np.concatenate(out, axis=0)
+from tf_deraindrop.visualize import make_panel
+from tf_deraindrop.weights import atomic_path, float32_generator
 
 
 def _step(model) -> int:
     return int(model.global_step.numpy())
-
-
-def _finite(logs: Mapping | None, keys: Sequence[str]) -> bool:
-    logs = logs or {}
-    return all(math.isfinite(float(logs[k])) for k in keys if k in logs)
-
-
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training when a loss becomes NaN or infinite.
-
-    The loss values in the logs are Keras' running means over the epoch, so
-    a non-finite step anywhere in the epoch shows. `stopped_at` holds the
-    step; the checkpoint callback then saves nothing more, so the last
-    checkpoint is the last good state.
-
-    Args:
-        keys: the logged losses to watch.
-    """
-
-    def __init__(self, keys: Sequence[str] = ("g_total", "d_total")):
-        super().__init__()
-        self.keys = tuple(keys)
-        self.stopped_at: int | None = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.stopped_at is None and not _finite(logs, self.keys):
-            self.stopped_at = _step(self.model)
-            values = ", ".join(f"{k}={float(logs[k]):.4g}" for k in self.keys if k in logs)
-            print(
-                f"\nLoss is not finite at step {self.stopped_at} ({values}); stopping.",
-                file=sys.stderr,
-            )
-            self.model.stop_training = True
-
-
-class CheckpointSaver(keras.callbacks.Callback):
-    """Saves the training state with a `tf.train.CheckpointManager` every N steps.
-
-    Also at the end of every epoch (every `fit` call). Nothing is saved once
-    the NaN guard has fired or when a weight is not finite, so the last
-    checkpoint stays the last good one. TensorFlow writes the checkpoint's
-    files before it updates the `checkpoint` index file, so a run killed
-    mid-save still finds the previous checkpoint.
-
-    Args:
-        manager: the `tf.train.CheckpointManager` to save with.
-        every: steps between checkpoints.
-        nan_guard: the run's `NaNGuard`, or None.
-    """
-
-    def __init__(
-        self, manager: tf.train.CheckpointManager, every: int, nan_guard: NaNGuard | None = None
-    ):
-        super().__init__()
-        self.manager = manager
-        self.every = int(every)
-        self.nan_guard = nan_guard
-        self.last_saved: int | None = None
-
-    def _weights_finite(self) -> bool:
-        variables = self.model.generator.weights + self.model.discriminator.weights
-        return bool(
-            all(
-                tf.reduce_all(tf.math.is_finite(v.value)).numpy()
-                for v in variables
-                if "float" in str(v.dtype)
-            )
-        )
-
-    def save(self) -> str | None:
-        """Saves now (unless already saved at this step or the state is bad)."""
-        step = _step(self.model)
-        if step == self.last_saved or step == 0:
-            return None
-        if self.nan_guard is not None and self.nan_guard.stopped_at is not None:
-            return None
-        if not self._weights_finite():
-            print(
-                f"\nNot saving the checkpoint of step {step}: a weight is not finite.",
-                file=sys.stderr,
-            )
-            return None
-        path = self.manager.save(checkpoint_number=step)
-        self.last_saved = step
-        return path
-
-    def on_train_batch_end(self, batch, logs=None):
-        if _step(self.model) % self.every == 0:
-            self.save()
-
-    def on_train_end(self, logs=None):
-        self.save()
 
 
 def export_generator(generator: keras.Model, path: str | os.PathLike) -> None:
@@ -175,17 +33,9 @@ def export_generator(generator: keras.Model, path: str | os.PathLike) -> None:
     A mixed-precision generator is exported in float32 so that the file runs
     at full speed on CPUs and converts cleanly to TFLite.
     """
-    path = os.fspath(path)
-    config = generator.get_config()
-    config["dtype"] = "float32"
-    copy = type(generator).from_config(config)
-    copy.build((None, None, None, 3))
-    copy.set_weights(generator.get_weights())
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.partial.keras")
-    copy.save(tmp)
-    os.replace(tmp, path)
+    copy = float32_generator(generator, copy=True)
+    with atomic_path(path) as tmp:
+        copy.save(tmp)
 
 
 class BestGeneratorSaver(keras.callbacks.Callback):
@@ -215,10 +65,8 @@ class BestGeneratorSaver(keras.callbacks.Callback):
         self.best = float(value)
         export_generator(self.model.generator, self.path)
         record = {self.monitor: self.best, "step": _step(self.model)}
-        tmp = f"{self.record_path}.partial"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(self.record_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(record, f)
-        os.replace(tmp, self.record_path)
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
@@ -318,9 +166,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
             path = os.path.join(self.samples_dir, f"step_{step:08d}.png")
             write_image(path, panel)
             latest = os.path.join(self.samples_dir, "latest.png")
-            tmp = os.path.join(self.samples_dir, ".latest.partial.png")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, latest)
+            with atomic_path(latest) as tmp:
+                shutil.copyfile(path, tmp)
             self.last_panel = latest
         return self.last_panel
 
@@ -329,11 +176,17 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 
 class RunProgress(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, numbering epochs out of the whole run.
+    """Keras' progress bar: epochs numbered over the whole run, and the few numbers people watch.
 
-    Each epoch is its own `fit` call (see `tf_deraindrop.train`), which alone
-    would print "Epoch 1/1" every time.
+    Each epoch is its own `fit` call (see `tf_deraindrop.training.run`), which
+    alone would print "Epoch 1/1" every time. Of the dozen logged values the
+    bar shows only `SHOWN` (and the validation PSNR); TensorBoard has them all.
+
+    Args:
+        total_epochs: epochs of the whole run.
     """
+
+    SHOWN = ("g_total", "d_total", "multiscale", "val_psnr")
 
     def __init__(self, total_epochs: int):
         super().__init__()
@@ -342,3 +195,12 @@ class RunProgress(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.epochs = self.total_epochs
+
+    def _shown(self, logs):
+        return {k: v for k, v in (logs or {}).items() if k in self.SHOWN}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self._shown(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self._shown(logs))

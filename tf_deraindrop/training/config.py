@@ -15,9 +15,12 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from tf_deraindrop.masks import DEFAULT_THRESHOLD
+from tf_deraindrop.weights import atomic_path
+
 #: The default mask recipe (docs/architecture.md, section 6): max over channels of
 #: |I - B| >= 30/255.
-DEFAULT_MASK_THRESHOLD = 30 / 255
+DEFAULT_MASK_THRESHOLD = DEFAULT_THRESHOLD
 
 
 class ConfigError(ValueError):
@@ -201,9 +204,6 @@ def load_saved(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_json_atomic(path: str | os.PathLike, values: Mapping[str, Any]) -> None:
     """Writes JSON to a temporary name, then renames it over `path`."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(values, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
-    os.replace(tmp, path)

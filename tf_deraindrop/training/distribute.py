@@ -7,8 +7,10 @@ otherwise; `mixed_float16` on a GPU, `float32` on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -110,3 +112,32 @@ def resolve_precision(name: str = "auto") -> str:
     if name not in ("float32", "mixed_float16", "mixed_bfloat16"):
         raise ConfigError(f"--precision: unknown precision '{name}'.")
     return name
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[str]:
+    """Sets Keras' global dtype policy to `name` for the `with` block, then restores it.
+
+    Networks take the global policy when they are built, so they are built
+    inside the block; the policy a caller had is back afterwards, also on error.
+
+    Example:
+        >>> with precision_policy("mixed_bfloat16"):  # doctest: +SKIP
+        ...     generator = Generator()
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several worker processes (public API only)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(kind, [])) for kind in ("chief", "worker")) > 1

@@ -1,4 +1,4 @@
-"""The Attentive GAN as one Keras model with its own training step (spec section 4).
+"""The Attentive GAN as one Keras model with its training step (docs/architecture.md, section 5).
 
 `AttentiveGAN` holds the generator, the discriminator and the (optional) VGG16
 perceptual loss. `fit` runs `train_step`: one discriminator update, then one
@@ -18,6 +18,7 @@ from keras import ops
 
 from tf_deraindrop import losses, metrics
 from tf_deraindrop.models import Discriminator, Generator
+from tf_deraindrop.training.distribute import in_multi_worker_mode
 
 #: Names of the loss terms `train_step` returns, in the paper's terms.
 GENERATOR_TERMS = ("attention", "multiscale", "perceptual", "g_adversarial", "g_total")
@@ -35,10 +36,7 @@ def _loggable(logs: dict) -> dict:
     `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar; there
     each value gets a length-1 axis, which that reduction removes again.
     """
-    strategy = tf.distribute.get_strategy()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
-    ):
+    if in_multi_worker_mode(tf.distribute.get_strategy()):
         return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
     return logs
 
@@ -161,7 +159,8 @@ class AttentiveGAN(keras.Model):
         # compile() has built every network and optimizer. Keras' TF trainer
         # would otherwise pull a batch at the start of every fit() under a
         # strategy and reduce it eagerly, which MultiWorkerMirroredStrategy
-        # cannot do.
+        # cannot do. Keras has no public hook for this: this overrides a
+        # private method, and tests/test_package.py fails loudly if it disappears.
         if not self.built:
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
