@@ -14,8 +14,17 @@ steps per second, from the training benchmark) it prints how many times
 faster than training each pipeline delivers: above 1 the accelerator is
 never starved.
 
+With `--resume` it measures instead how long a resumed run waits for its
+first batch when it resumes at the last step of an epoch (1,000 small pairs
+by default), side by side: BEFORE, the way training resumed until the
+pipeline took `check=`: the pairs checked up front, `make_dataset` checking
+every header again, then `Dataset.skip`, which decodes and crops every
+skipped pair; AFTER, the pairs checked once, `make_dataset(check=False,
+skip=...)`, which drops the skipped examples as file names.
+
     python benchmarks/bench_input_pipeline.py --step-rate 0.5
     python benchmarks/bench_input_pipeline.py --quick
+    python benchmarks/bench_input_pipeline.py --resume --repeats 3
 """
 
 from __future__ import annotations
@@ -90,18 +99,143 @@ def throughput(dataset, batches: int, warmup: int) -> float:
     return batches * (batch_size or int(batch[0].shape[0])) / elapsed
 
 
+def write_small_pairs(root: str, count: int, height: int, width: int, seed: int = 0) -> None:
+    """`count` random pairs of `width` x `height` with masks, in the Raindrop layout."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for sub in ("data", "gt", "mask"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    for k in range(count):
+        clean = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        mask = rng.random((height, width)) < 0.1
+        rainy = clean.copy()
+        rainy[mask] = 255
+        Image.fromarray(rainy).save(os.path.join(root, "data", f"{k}_rain.png"))
+        Image.fromarray(clean).save(os.path.join(root, "gt", f"{k}_clean.png"))
+        Image.fromarray(mask.astype(np.uint8) * 255).save(
+            os.path.join(root, "mask", f"{k}_mask.png")
+        )
+
+
+def resume_to_first_batch(pairs, skip: int, crop: int, batch: int, after: bool) -> dict:
+    """Seconds of a resumed run's input setup: up-front check, dataset, first batch."""
+    from tf_deraindrop import data
+
+    start = time.perf_counter()
+    checked, _ = data.check_pairs(pairs, crop_size=crop)  # the run's own check, both ways
+    checked_at = time.perf_counter()
+    options = dict(crop_size=crop, batch_size=batch, seed=0)
+    if after:
+        ds = data.make_dataset(checked, check=False, skip=skip, **options)
+    else:
+        ds = data.make_dataset(checked, **options).skip(skip)
+    built_at = time.perf_counter()
+    first = next(iter(ds))
+    float(first[0][0, 0, 0, 0])
+    done = time.perf_counter()
+    return {
+        "check": checked_at - start,
+        "dataset": built_at - checked_at,
+        "first_batch": done - built_at,
+        "total": done - start,
+        "first": first[0].numpy(),
+    }
+
+
+def resume_benchmark(args) -> int:
+    import tensorflow as tf
+
+    from tf_deraindrop import data
+
+    root = args.keep or tempfile.mkdtemp(prefix="bench_resume_")
+    lines = []
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    try:
+        count, (h, w) = args.pairs or 1000, args.size
+        start = time.perf_counter()
+        write_small_pairs(root, count, h, w)
+        pairs = data.find_pairs(root)
+        steps = len(pairs) // args.batch_size
+        skip = steps - 1  # resumed at the last step of the epoch
+        say(
+            f"resume to first batch: {len(pairs)} pairs of {w} x {h} (PNG, masks in mask/, "
+            f"written in {time.perf_counter() - start:.1f} s), crop {args.crop_size}, batch "
+            f"{args.batch_size}: {steps} steps per epoch, resumed at step {skip} (skip {skip})"
+        )
+        say(
+            f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}; BEFORE and AFTER "
+            f"alternate, {args.repeats} runs each, medians"
+        )
+        for after in (False, True):  # warm-up: TensorFlow's first traces, untimed
+            resume_to_first_batch(pairs[:8], 2, args.crop_size, 1, after)
+        runs = {False: [], True: []}
+        for _ in range(args.repeats):
+            for after in (False, True):
+                runs[after].append(
+                    resume_to_first_batch(pairs, skip, args.crop_size, args.batch_size, after)
+                )
+        # The same stream position both ways: the first batches are equal.
+        np.testing.assert_array_equal(runs[False][0]["first"], runs[True][0]["first"])
+        say("first batches equal: yes")
+        say(f"{'':<54}{'check':>8}{'dataset':>9}{'1st batch':>11}{'total':>9}")
+        labels = {
+            False: "BEFORE: make_dataset checks again + Dataset.skip",
+            True: "AFTER:  check once, check=False, skip=",
+        }
+        medians = {}
+        for after in (False, True):
+            medians[after] = {
+                key: float(np.median([r[key] for r in runs[after]]))
+                for key in ("check", "dataset", "first_batch", "total")
+            }
+            m = medians[after]
+            say(
+                f"{labels[after]:<54}{m['check']:>7.2f}s{m['dataset']:>8.2f}s"
+                f"{m['first_batch']:>10.2f}s{m['total']:>8.2f}s"
+            )
+        ratio = medians[False]["total"] / medians[True]["total"]
+        say(f"BEFORE / AFTER, total: {ratio:.1f}x")
+        if args.output:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few pairs and batches")
     parser.add_argument("--pairs", type=int, help="pairs in the temporary dataset")
     parser.add_argument("--batches", type=int, help="batches timed per pipeline")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--crop-size", type=int, help="224 (with --resume: 64)")
     parser.add_argument(
         "--step-rate", type=float, help="training steps per second to compare against"
     )
     parser.add_argument("--keep", help="write the dataset here and keep it (default: temporary)")
+    parser.add_argument(
+        "--resume", action="store_true", help="time to the first batch of a resumed run instead"
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="--resume pairs"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--resume runs of each way")
+    parser.add_argument("--output", help="also write the --resume table to this file")
     args = parser.parse_args(argv)
+    if args.crop_size is None:
+        args.crop_size = 64 if args.resume else 224
+    if args.resume:
+        if args.crop_size > min(args.size):
+            parser.error("--crop-size must fit in --size with --resume (e.g. --crop-size 64)")
+        return resume_benchmark(args)
     pairs_count = args.pairs or (5 if args.quick else 40)
     batches = args.batches or (10 if args.quick else 200)
     warmup = 3 if args.quick else 20
