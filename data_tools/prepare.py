@@ -357,73 +357,52 @@ def write_report_csv(report: DatasetReport, path: str | os.PathLike) -> None:
             )
 
 
+#: The numeric options: flag, type, default, help.
+_NUMBERS = (
+    (
+        "--threshold",
+        float,
+        round(DEFAULT_THRESHOLD * 255.0, 6),
+        "mask threshold on the 0..255 scale (default %(default)g; "
+        "the TF port's recipe: 35 with --reduce sum --close 5 --open 5)",
+    ),
+    ("--close", int, 0, "size of a square morphological closing of the mask (default 0: none)"),
+    ("--open", int, 0, "size of a square morphological opening after it (default 0: none)"),
+    ("--max-shift", float, 2.0, "largest tolerated misalignment in px (default 2)"),
+    ("--min-size", int, 224, "smallest tolerated shorter side in px (default 224)"),
+    ("--contact-pairs", int, 4, "pairs on the contact sheet (default 4; 0: none)"),
+    ("--num-shards", int, 4, "TFRecord shards (default 4)"),
+)
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m data_tools.prepare",
         description="Check a Raindrop-layout dataset (data/<k>_rain.*, gt/<k>_clean.*), "
         "compute its masks, write a contact sheet and optionally TFRecords.",
     )
-    parser.add_argument("--data-dir", required=True, help="split folder holding data/ and gt/")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=round(DEFAULT_THRESHOLD * 255.0, 6),
-        help="mask threshold on the 0..255 scale (default %(default)g; "
-        "the TF port's recipe: 35 with --reduce sum --close 5 --open 5)",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--data-dir", required=True, help="split folder holding data/ and gt/")
+    add(
         "--reduce",
         choices=("max", "sum"),
         default="max",
         help="combine channel differences (default max)",
     )
-    parser.add_argument(
-        "--close",
-        type=int,
-        default=0,
-        help="size of a square morphological closing of the mask (default 0: none)",
-    )
-    parser.add_argument(
-        "--open",
-        type=int,
-        default=0,
-        help="size of a square morphological opening after it (default 0: none)",
-    )
-    parser.add_argument("--no-masks", action="store_true", help="do not write mask/<k>_mask.png")
-    parser.add_argument("--mask-dir", help="where masks go (default: <data-dir>/mask)")
-    parser.add_argument(
+    for flag, kind, default, text in _NUMBERS:
+        add(flag, type=kind, default=default, help=text)
+    add("--no-masks", action="store_true", help="do not write mask/<k>_mask.png")
+    add("--mask-dir", help="where masks go (default: <data-dir>/mask)")
+    add(
         "--overwrite-masks",
         action="store_true",
         help="recompute masks that already exist (default: keep them, e.g. exact synthetic masks)",
     )
-    parser.add_argument(
-        "--max-shift",
-        type=float,
-        default=2.0,
-        help="largest tolerated misalignment in px (default 2)",
-    )
-    parser.add_argument(
-        "--min-size",
-        type=int,
-        default=224,
-        help="smallest tolerated shorter side in px (default 224)",
-    )
-    parser.add_argument("--contact-sheet", help="PNG path (default: <data-dir>/contact_sheet.png)")
-    parser.add_argument(
-        "--contact-pairs",
-        type=int,
-        default=4,
-        help="pairs on the contact sheet (default 4; 0: none)",
-    )
-    parser.add_argument("--report", help="also write a per-pair CSV report here")
-    parser.add_argument(
-        "--tfrecords", help="write sharded TFRecords of the good pairs into this folder"
-    )
-    parser.add_argument("--num-shards", type=int, default=4, help="TFRecord shards (default 4)")
-    parser.add_argument(
-        "--prefix", default=None, help="TFRecord shard name prefix (default: the data-dir's name)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add("--contact-sheet", help="PNG path (default: <data-dir>/contact_sheet.png)")
+    add("--report", help="also write a per-pair CSV report here")
+    add("--tfrecords", help="write sharded TFRecords of the good pairs into this folder")
+    add("--prefix", help="TFRecord shard name prefix (default: the data-dir's name)")
+    add("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 

@@ -41,3 +41,18 @@ def raindrop_pairs_dir() -> Path:
     if not (path / "data" / "0_rain.png").is_file():
         pytest.skip(f"real raindrop pair not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def calibration_dir(request, tmp_path_factory) -> str:
+    """Rainy photos for a TFLite export: the real ones when present, else synthetic scenes."""
+    try:
+        return str(request.getfixturevalue("real_raindrops_dir"))
+    except pytest.skip.Exception:
+        from export.samples import synthetic_images
+        from tf_deraindrop.images import write_image
+
+        folder = tmp_path_factory.mktemp("calibration")
+        for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
+            write_image(folder / f"scene{i}.png", image)
+        return str(folder)

@@ -43,20 +43,6 @@ def generator(checkpoint):
 
 
 @pytest.fixture(scope="module")
-def calibration_dir(request, tmp_path_factory):
-    """The real rainy photos when present, else a folder of synthetic scenes."""
-    try:
-        return str(request.getfixturevalue("real_raindrops_dir"))
-    except pytest.skip.Exception:
-        from tf_deraindrop.images import write_image
-
-        folder = tmp_path_factory.mktemp("calibration")
-        for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
-            write_image(folder / f"scene{i}.png", image)
-        return str(folder)
-
-
-@pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
 

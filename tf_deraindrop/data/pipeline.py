@@ -132,21 +132,21 @@ def make_dataset(
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     graph_args = (crop_size, training, seed, mask_threshold, mask_options)
+    # What both readers take; the crop_size rides in the example graph.
+    stream = dict(
+        batch_size=batch_size,
+        training=training,
+        seed=seed,
+        skip_bad=skip_bad,
+        shuffle_buffer=shuffle_buffer,
+        cache=cache,
+        skip=skip,
+    )
 
     if isinstance(source, (str, os.PathLike)) and is_tfrecord_dir(source):
+        graph = ExampleGraph(*graph_args, native=True)
         return records.records_dataset(
-            os.fspath(source),
-            crop_size=crop_size,
-            batch_size=batch_size,
-            training=training,
-            graph=ExampleGraph(*graph_args, native=True),
-            seed=seed,
-            skip_bad=skip_bad,
-            shuffle_buffer=shuffle_buffer,
-            cache=cache,
-            num_shards=num_shards,
-            shard_index=shard_index,
-            skip=skip,
+            os.fspath(source), graph=graph, num_shards=num_shards, shard_index=shard_index, **stream
         )
 
     pairs, sizes = _pairs_source(source, crop_size, skip_bad, problems, check)
@@ -171,18 +171,7 @@ def make_dataset(
             [p.mask or "" for p in pairs],
         )
     )
-    return _finish(
-        paths,
-        ExampleGraph(*graph_args, native=native),
-        n=len(pairs),
-        training=training,
-        batch_size=batch_size,
-        seed=seed,
-        shuffle_buffer=shuffle_buffer,
-        cache=cache,
-        skip_bad=skip_bad,
-        skip=skip,
-    )
+    return _finish(paths, ExampleGraph(*graph_args, native=native), n=len(pairs), **stream)
 
 
 def _finish(paths, pipe, *, n, training, batch_size, seed, shuffle_buffer, cache, skip_bad, skip):

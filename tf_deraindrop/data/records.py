@@ -347,7 +347,6 @@ def _shard_files(files: list[str], training: bool, seed, num_shards: int, shard_
 def records_dataset(
     directory: str,
     *,
-    crop_size: int | None,
     batch_size: int,
     training: bool,
     graph: ExampleGraph,
@@ -362,7 +361,8 @@ def records_dataset(
     """The training pipeline on the shards of a folder (masks stored in them).
 
     `tf_deraindrop.data.make_dataset` calls this for a folder of shards and
-    documents the arguments; `graph` is its per-example graph.
+    documents the arguments; `graph` is its per-example graph (which holds
+    the crop size).
 
     Raises:
         DatasetError: no shard in the folder, or only empty ones.
@@ -375,6 +375,7 @@ def records_dataset(
         # Repeating an empty dataset would wait forever for a first batch.
         raise DatasetError(f"{directory}: the TFRecord files hold no examples.")
     autotune = tf.data.AUTOTUNE
+    crop_size = graph.crop
     parse = _checked_parser(directory, crop_size, graph)
     ds = _shard_files(files, training, seed, num_shards, shard_index)
     if skip_bad:
