@@ -10,14 +10,12 @@ from data_tools.raindrops import MIN_SIDE, render_raindrops
 from data_tools.synthesize import default_clean_images, fit_to_size
 from tf_deraindrop.images import read_image, to_uint8
 from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.metrics import psnr_y
 
 
 def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR on the uint8 Y channel (BT.601), the published protocol."""
-    weights = np.asarray([0.299, 0.587, 0.114])
-    ya = np.round(to_uint8(a).astype(np.float64) @ weights)
-    yb = np.round(to_uint8(b).astype(np.float64) @ weights)
-    return float(10 * np.log10(255.0**2 / np.mean((ya - yb) ** 2)))
+    """PSNR on the uint8 Y channel (BT.601) of float images, the published protocol."""
+    return psnr_y(to_uint8(a), to_uint8(b))
 
 
 @pytest.fixture(scope="module")
