@@ -277,11 +277,7 @@ def goals(rows: list[dict], floor_s: float | None) -> list[str]:
     return out
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--torch-worker"]:
-        c, h, w, t, wu, r = sys.argv[2:]
-        _torch_worker(c, int(h), int(w), int(t), int(wu), int(r))
-        return
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
@@ -301,6 +297,30 @@ def main() -> None:
         args.height, args.width, args.runs, args.warmup = 64, 96, 2, 1
         args.calibration_samples = 4
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    return args
+
+
+def print_psnr_spread(all_rows: dict, modes) -> None:
+    """The lowest and highest PSNR of each mode over the random generators and images."""
+    print("\nPSNR vs Keras float, lowest over all random generators and images:")
+    for mode in modes:
+        values = [
+            p
+            for label, rows in all_rows.items()
+            if label.startswith("random")
+            for r in rows
+            if r["engine"] == f"TFLite {mode}"
+            for p in r["psnr"]
+        ]
+        print(f"  {mode}: min {min(values):.1f} dB, max {max(values):.1f} dB")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--torch-worker"]:
+        c, h, w, t, wu, r = sys.argv[2:]
+        _torch_worker(c, int(h), int(w), int(t), int(wu), int(r))
+        return
+    args = parse_args()
 
     import keras
     import tensorflow as tf
@@ -343,17 +363,7 @@ def main() -> None:
         print_table(label, rows, floor_s if timed else None, names)
     print(f"\n(*) int8 calibrated on case1; case2 held out. {h} x {w}, {args.threads} threads")
     if args.accuracy_seeds > 1:
-        print("\nPSNR vs Keras float, lowest over all random generators and images:")
-        for mode in args.modes:
-            values = [
-                p
-                for label, rows in all_rows.items()
-                if label.startswith("random")
-                for r in rows
-                if r["engine"] == f"TFLite {mode}"
-                for p in r["psnr"]
-            ]
-            print(f"  {mode}: min {min(values):.1f} dB, max {max(values):.1f} dB")
+        print_psnr_spread(all_rows, args.modes)
     print("\nGoals:")
     for line in goals(next(iter(all_rows.values())), floor_s):
         print("  " + line)

@@ -210,32 +210,8 @@ def resume_benchmark(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few pairs and batches")
-    parser.add_argument("--pairs", type=int, help="pairs in the temporary dataset")
-    parser.add_argument("--batches", type=int, help="batches timed per pipeline")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--crop-size", type=int, help="224 (with --resume: 64)")
-    parser.add_argument(
-        "--step-rate", type=float, help="training steps per second to compare against"
-    )
-    parser.add_argument("--keep", help="write the dataset here and keep it (default: temporary)")
-    parser.add_argument(
-        "--resume", action="store_true", help="time to the first batch of a resumed run instead"
-    )
-    parser.add_argument(
-        "--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="--resume pairs"
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="--resume runs of each way")
-    parser.add_argument("--output", help="also write the --resume table to this file")
-    args = parser.parse_args(argv)
-    if args.crop_size is None:
-        args.crop_size = 64 if args.resume else 224
-    if args.resume:
-        if args.crop_size > min(args.size):
-            parser.error("--crop-size must fit in --size with --resume (e.g. --crop-size 64)")
-        return resume_benchmark(args)
+def throughput_benchmark(args) -> int:
+    """Pairs per second of each pipeline, side by side."""
     pairs_count = args.pairs or (5 if args.quick else 40)
     batches = args.batches or (10 if args.quick else 200)
     warmup = 3 if args.quick else 20
@@ -304,6 +280,35 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few pairs and batches")
+    parser.add_argument("--pairs", type=int, help="pairs in the temporary dataset")
+    parser.add_argument("--batches", type=int, help="batches timed per pipeline")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--crop-size", type=int, help="224 (with --resume: 64)")
+    parser.add_argument(
+        "--step-rate", type=float, help="training steps per second to compare against"
+    )
+    parser.add_argument("--keep", help="write the dataset here and keep it (default: temporary)")
+    parser.add_argument(
+        "--resume", action="store_true", help="time to the first batch of a resumed run instead"
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="--resume pairs"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--resume runs of each way")
+    parser.add_argument("--output", help="also write the --resume table to this file")
+    args = parser.parse_args(argv)
+    if args.crop_size is None:
+        args.crop_size = 64 if args.resume else 224
+    if args.resume:
+        if args.crop_size > min(args.size):
+            parser.error("--crop-size must fit in --size with --resume (e.g. --crop-size 64)")
+        return resume_benchmark(args)
+    return throughput_benchmark(args)
 
 
 if __name__ == "__main__":

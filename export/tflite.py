@@ -90,10 +90,15 @@ class ExportReport:
         return lines + self.notes
 
 
-def check_size(height: int, width: int) -> None:
+def check_arguments(quantize: str, height: int, width: int, calibration_dir: str | None) -> None:
+    """Raises `ExportError` for a mode, size or missing calibration folder that cannot work."""
+    if quantize not in MODES:
+        raise ExportError(f"--quantize {quantize}: choose one of {', '.join(MODES)}")
     for name, value in (("--height", height), ("--width", width)):
         if value < 4 or value % 4:
             raise ExportError(f"{name} {value}: must be a positive multiple of 4")
+    if quantize == "int8" and not calibration_dir:
+        raise ExportError("--quantize int8 needs --calibration-dir (a folder of rainy photos)")
 
 
 @dataclass
@@ -200,11 +205,7 @@ def export_tflite(
     from export.analysis import op_counts, xnnpack_coverage
     from tf_deraindrop.weights import atomic_path
 
-    if quantize not in MODES:
-        raise ExportError(f"--quantize {quantize}: choose one of {', '.join(MODES)}")
-    check_size(height, width)
-    if quantize == "int8" and not calibration_dir:
-        raise ExportError("--quantize int8 needs --calibration-dir (a folder of rainy photos)")
+    check_arguments(quantize, height, width, calibration_dir)
     if calibration_samples < 1 or verify_samples < 1:
         raise ExportError("--calibration-samples and --verify-samples must be at least 1")
     images = _gather_images(
@@ -310,9 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_size(args.height, args.width)
-        if args.quantize == "int8" and not args.calibration_dir:
-            raise ExportError("--quantize int8 needs --calibration-dir (a folder of rainy photos)")
+        check_arguments(args.quantize, args.height, args.width, args.calibration_dir)
         if not os.path.isfile(args.weights):
             raise ExportError(f"--weights {args.weights}: no such file")
         if args.calibration_dir:
