@@ -122,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     add("epochs", "epochs (passes over the training pairs)", type=int)
     add("steps_per_epoch", "steps per epoch (default: training pairs / global batch)", type=int)
 
+    add = group("starting weights (fine-tuning)")
+    add(
+        "init_generator",
+        "start the generator from these weights: the authors' gen.pkl, a generator.keras "
+        "or a .weights.h5 (a resumed run keeps its own weights and does not re-import)",
+        metavar="FILE",
+    )
+    add(
+        "init_discriminator",
+        "start the discriminator from a .keras or .weights.h5 file (default: random)",
+        metavar="FILE",
+    )
+    add(
+        "freeze",
+        "train only the other part of the generator",
+        choices=("attention", "autoencoder"),
+    )
+
     add = group("optimisation (Adam)")
     add("g_lr", "generator learning rate", type=float)
     add("d_lr", "discriminator learning rate", type=float)
@@ -272,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tf_deraindrop.data import DatasetError
     from tf_deraindrop.images import ImageReadError
     from tf_deraindrop.losses import VGGWeightsError
+    from tf_deraindrop.training.finetune import InitWeightsError
     from tf_deraindrop.training.lock import RunLockedError
     from tf_deraindrop.training.run import TrainError
 
@@ -283,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         VGGWeightsError,
         TrainError,
         RunLockedError,
+        InitWeightsError,
         OSError,
     )
     try:

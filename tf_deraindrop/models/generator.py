@@ -94,6 +94,30 @@ class Generator(keras.Model):
         self.call(keras.KerasTensor((None, None, None, channels)))
         self.built = True
 
+    #: The two parts of the network, by attribute name (for fine-tuning one part alone).
+    PARTS = {
+        "attention": ("det_conv0", "det_blocks", "lstm", "det_conv_mask"),
+        "autoencoder": (
+            "conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "diconvs", "conv7", "conv8",
+            "outframe1", "deconv1", "conv9", "outframe2", "deconv2", "conv10", "output_conv",
+        ),
+    }  # fmt: skip
+
+    def part_layers(self, part: str) -> list:
+        """The layers of `part`: "attention" (attentive-recurrent network) or "autoencoder".
+
+        Example:
+            >>> for layer in generator.part_layers("attention"):  # doctest: +SKIP
+            ...     layer.trainable = False
+        """
+        if part not in self.PARTS:
+            raise ValueError(f"Unknown part {part!r}; expected one of {', '.join(self.PARTS)}.")
+        layers = []
+        for name in self.PARTS[part]:
+            value = getattr(self, name)
+            layers.extend(value if isinstance(value, list) else [value])
+        return layers
+
     def attention_maps(self, image):
         """Runs the attentive-recurrent network: returns `[A_1, ..., A_N]`."""
         # A_0 is made from the image (clip to [a, a]) rather than as a filled

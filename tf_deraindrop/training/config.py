@@ -55,6 +55,10 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
+    # Starting weights (fine-tuning) instead of random ones.
+    init_generator: str | None = None
+    init_discriminator: str | None = None
+    freeze: str | None = None
     # Optimisation.
     g_lr: float = 2e-4
     d_lr: float = 2e-4
@@ -118,7 +122,7 @@ class TrainConfig:
         need(0.0 <= self.mask_threshold <= 1.0, "mask_threshold", "must be in [0, 1].")
         need(len(self.lambdas) == 3, "lambdas", "needs three weights (1/4, 1/2, full size).")
         for name in ("g_lr", "d_lr"):
-            need(getattr(self, name) > 0, name, "must be positive.")
+            need(getattr(self, name) >= 0, name, "must not be negative.")
         for name in ("beta_1", "beta_2"):
             need(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1).")
         need(self.lr_decay_steps >= 0, "lr_decay_steps", "must be 0 (off) or positive.")
@@ -131,6 +135,11 @@ class TrainConfig:
             "val_every",
         ):
             need(getattr(self, name) >= 1, name, "must be at least 1.")
+        need(
+            self.freeze in (None, "attention", "autoencoder"),
+            "freeze",
+            "must be attention or autoencoder.",
+        )
         choices = {
             "precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
             "strategy": ("auto", "default", "mirrored", "multi_worker"),

@@ -108,10 +108,14 @@ def build_gan(config: TrainConfig, demo: bool):
         `(gan, perceptual_note)`.
     """
     from tf_deraindrop.models import Discriminator, Generator
+    from tf_deraindrop.training.finetune import freeze_part
     from tf_deraindrop.training.gan import AttentiveGAN
 
     perceptual, note = make_perceptual(config, demo)
-    gan = AttentiveGAN(Generator(), Discriminator(crop_size=config.crop_size), perceptual)
+    generator = Generator()
+    # Before compile: the optimizer is built for the trainable variables only.
+    freeze_part(generator, config.freeze)
+    gan = AttentiveGAN(generator, Discriminator(crop_size=config.crop_size), perceptual)
     gan.compile(
         _optimizer(config.g_lr, config, "g_adam"),
         _optimizer(config.d_lr, config, "d_adam"),
@@ -126,16 +130,24 @@ def build_gan(config: TrainConfig, demo: bool):
     return gan, note
 
 
-def restore(gan, config: TrainConfig, directory: str) -> int:
-    """Restores the newest usable checkpoint into `gan`; returns the step it starts at."""
+def restore(gan, config: TrainConfig, directory: str, init, resume: bool | None = None) -> int:
+    """Restores the newest usable checkpoint into `gan`; returns the step it starts at.
+
+    With nothing to restore, the run starts at step 0 from `init`'s weights
+    (`finetune.InitialWeights`), if it names any.
+    """
     from tf_deraindrop.training.checkpoints import ResumeError, restore_run
 
     try:
-        restored = restore_run(gan.checkpoint(), directory)
+        restored = restore_run(gan.checkpoint(), directory) if resume is not False else None
     except ResumeError as err:
         raise TrainError(str(err)) from err
     if restored is None:
+        for name in init.apply(gan):
+            print(f"Starting the {name} from {getattr(config, 'init_' + name)}.", flush=True)
         return 0
+    if init.requested:
+        print(f"Resuming from {os.path.basename(restored)}; --init-* weights not re-imported.")
     if not config.lr_decay_steps:
         # A changed learning rate wins over the saved one.
         gan.g_optimizer.learning_rate = config.g_lr
@@ -256,6 +268,7 @@ def train(
     import tensorflow as tf
 
     from tf_deraindrop.training import distribute
+    from tf_deraindrop.training.finetune import InitialWeights
     from tf_deraindrop.training.inputs import TrainingInputs, ensure_demo_data
     from tf_deraindrop.training.lock import RunLock
 
@@ -278,6 +291,9 @@ def train(
     if lock is not None:
         lock.acquire()
     try:
+        init = InitialWeights(config)
+        if resume is False or not has_checkpoint(work_dir):
+            init.load()  # a bad --init-* file fails before any data is read
         data_dir = config.data_dir or ensure_demo_data(os.path.join(work_dir, "demo_data"), seed=0)
         inputs = TrainingInputs.prepare(config, data_dir, strategy)
         schedule = Schedule.of(
@@ -285,7 +301,7 @@ def train(
         )
         with distribute.precision_policy(precision), strategy.scope():
             gan, perceptual_note = build_gan(config, demo)
-            start = restore(gan, config, checkpoint_dir(work_dir)) if resume is not False else 0
+            start = restore(gan, config, checkpoint_dir(work_dir), init, resume)
             manager = tf.train.CheckpointManager(
                 gan.checkpoint(), checkpoint_dir(work_dir), max_to_keep=config.keep_checkpoints
             )
@@ -299,6 +315,7 @@ def train(
                 precision=precision,
                 perceptual_loss=perceptual_note,
                 resumed_from_step=start,
+                starting_weights=_lineage(config, start),
             )
             if chief:
                 write_json_atomic(os.path.join(out_dir, "config.json"), record)
@@ -375,6 +392,23 @@ class _RunCallbacks:
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()
+
+
+def _lineage(config: TrainConfig, start: int) -> str:
+    """Where this run's weights came from, for config.json."""
+    origin = ", ".join(
+        f"{name} from {path}"
+        for name, path in (
+            ("generator", config.init_generator),
+            ("discriminator", config.init_discriminator),
+        )
+        if path
+    )
+    origin = origin or "random"
+    frozen = f"; {config.freeze} frozen" if config.freeze else ""
+    if start:
+        return f"checkpoint at step {start} (the run started from: {origin}){frozen}"
+    return f"{origin}{frozen}"
 
 
 def _existing(path: str) -> str | None:
