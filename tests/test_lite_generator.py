@@ -159,20 +159,6 @@ def lite_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def calibration_dir(request, tmp_path_factory):
-    try:
-        return str(request.getfixturevalue("real_raindrops_dir"))
-    except pytest.skip.Exception:
-        from export.tflite import synthetic_images
-        from tf_deraindrop.images import write_image
-
-        folder = tmp_path_factory.mktemp("calibration")
-        for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
-            write_image(folder / f"scene{i}.png", image)
-        return str(folder)
-
-
 @pytest.mark.parametrize("mode", ["none", "float16", "dynamic", "int8"])
 def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibration_dir, tmp_path):
     """`python -m export.tflite --weights lite.keras` converts, verifies, runs in one partition."""
@@ -180,6 +166,7 @@ def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibratio
     from export.analysis import op_counts, xnnpack_coverage
     from tf_deraindrop.inference import load_generator
     from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.metrics import psnr
 
     out = tmp_path / f"lite_{mode}.tflite"
     argv = ["--weights", str(lite_file), "--height", str(H), "--width", str(W)]
@@ -198,4 +185,4 @@ def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibratio
     expected = np.asarray(model.derain(image[None])[0])[0]
     got = LiteDerainer(out, threads=1).run_tile(image)
     floor = {"none": 60, "float16": 40, "dynamic": 25, "int8": 25}[mode]
-    assert tflite.psnr(got, expected) > floor
+    assert psnr(got, expected) > floor
