@@ -45,9 +45,18 @@ def register_keras_classes() -> None:
         importlib.import_module(module)
 
 
-# `python -m tf_deraindrop.<tool>` imports this package while `sys.argv[0]` is
-# still "-m"; the tools import what they need themselves, so their `--help`
-# answers without loading Keras and TensorFlow. Every other import registers
-# the classes at once, as a Keras user loading a `.keras` file expects.
-if sys.argv[:1] != ["-m"]:
+def _running_a_tool() -> bool:
+    """Whether this process is one of the project's command-line tools (`python -m ...`)."""
+    # While `python -m tf_deraindrop.<tool>` imports this package, `sys.argv[0]`
+    # is still "-m"; afterwards `__main__` carries the tool's module name.
+    if sys.argv[:1] == ["-m"]:
+        return True
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return bool(spec and spec.name.split(".")[0] in ("tf_deraindrop", "data_tools", "export"))
+
+
+# The tools import what they need themselves, so that their `--help` answers
+# without loading Keras and TensorFlow. Every other import registers the
+# classes at once, as a Keras user loading a `.keras` file expects.
+if not _running_a_tool():
     register_keras_classes()
