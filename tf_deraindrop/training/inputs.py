@@ -19,6 +19,7 @@ import numpy as np
 
 from tf_deraindrop import data
 from tf_deraindrop.training.config import ConfigError, TrainConfig
+from tf_deraindrop.weights import atomic_path
 
 #: Synthetic demo set: every scikit-image photo, resized to this (H, W), this many times.
 DEMO_IMAGE_SIZE = (96, 128)
@@ -37,20 +38,18 @@ def ensure_demo_data(path: str, seed: int) -> str:
         return path
     from data_tools.synthesize import synthesize_dataset
 
-    partial = path + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
     print(f"Synthesizing the demo's raindrop pairs into {path} ...", flush=True)
-    count = synthesize_dataset(
-        partial,
-        pairs_per_image=DEMO_PAIRS_PER_IMAGE,
-        seed=seed,
-        size=DEMO_IMAGE_SIZE,
-        progress=sys.stderr.isatty(),
-    )
-    with open(os.path.join(partial, ".complete"), "w", encoding="utf-8") as f:
-        f.write(f"{count} pairs\n")
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(partial, path)
+    shutil.rmtree(path, ignore_errors=True)  # an incomplete set from an older version
+    with atomic_path(path) as partial:
+        count = synthesize_dataset(
+            partial,
+            pairs_per_image=DEMO_PAIRS_PER_IMAGE,
+            seed=seed,
+            size=DEMO_IMAGE_SIZE,
+            progress=sys.stderr.isatty(),
+        )
+        with open(os.path.join(partial, ".complete"), "w", encoding="utf-8") as f:
+            f.write(f"{count} pairs\n")
     return path
 
 
