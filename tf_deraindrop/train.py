@@ -54,32 +54,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m tf_deraindrop.train",
-        description="Train the Attentive GAN (Qian et al., CVPR 2018) for raindrop removal. "
-        "Without --data-dir, trains a short demo on raindrops synthesized over "
-        "scikit-image photos.",
-        epilog="Settings resolve as: defaults < the out-dir's saved config (when resuming) "
-        "< --config FILE.toml < flags. Monitor with: tensorboard --logdir OUT/logs",
-        argument_default=argparse.SUPPRESS,
-    )
-
-    def group(title: str):
-        grp = parser.add_argument_group(title)
-
-        def add(name, help_text, **kwargs):
-            default = getattr(d, name)
-            if isinstance(default, float):
-                help_text += f" (default: {default:g})"
-            elif default is not None and not isinstance(default, bool):
-                help_text += f" (default: {default})"
-            grp.add_argument(_flag(name), dest=name, help=help_text, **kwargs)
-
-        return add
-
-    add = group("data")
+def _data_flags(add) -> None:
     add(
         "data_dir",
         "training pairs: a Raindrop-layout folder (data/<k>_rain.png, gt/<k>_clean.png) "
@@ -113,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("batch_size", "examples per replica per step", type=int)
 
-    add = group("length")
+
+def _length_flags(add) -> None:
     add(
         "steps",
         f"total training steps (wins over --epochs; default: {DEFAULT_EPOCHS} epochs)",
@@ -122,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("epochs", "epochs (passes over the training pairs)", type=int)
     add("steps_per_epoch", "steps per epoch (default: training pairs / global batch)", type=int)
 
-    add = group("starting weights (fine-tuning)")
+
+def _starting_weights_flags(add) -> None:
     add(
         "init_generator",
         "start the generator from these weights: the authors' gen.pkl, a generator.keras "
@@ -140,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("attention", "autoencoder"),
     )
 
-    add = group("optimisation (Adam)")
+
+def _optimisation_flags(add) -> None:
     add("g_lr", "generator learning rate", type=float)
     add("d_lr", "discriminator learning rate", type=float)
     add("beta_1", "Adam beta_1", type=float)
@@ -152,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("lr_decay_rate", "learning-rate decay factor", type=float)
 
-    add = group("losses (paper values)")
+
+def _losses_flags(add) -> None:
     add("theta", "attention loss decay theta", type=float)
     add(
         "lambdas",
@@ -175,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="imagenet|PATH|none",
     )
 
-    add = group("hardware")
+
+def _hardware_flags(add) -> None:
     add(
         "precision",
         "auto: mixed_float16 on a GPU, float32 on the CPU",
@@ -188,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("jit_compile", "compile the training step with XLA", action=argparse.BooleanOptionalAction)
 
-    add = group("output")
+
+def _output_flags(add) -> None:
     add(
         "out_dir",
         f"run folder (default: {DEFAULT_OUT_DIR}, or {DEMO_DEFAULTS['out_dir']} for the demo)",
@@ -200,6 +181,46 @@ def build_parser() -> argparse.ArgumentParser:
     add("keep_checkpoints", "checkpoints kept", type=int)
     add("val_every", "epochs between validations", type=int)
     add("seed", "seed of the weights, data order and crops (default: drawn, then saved)", type=int)
+
+
+_FLAG_GROUPS = (
+    ("data", _data_flags),
+    ("length", _length_flags),
+    ("starting weights (fine-tuning)", _starting_weights_flags),
+    ("optimisation (Adam)", _optimisation_flags),
+    ("losses (paper values)", _losses_flags),
+    ("hardware", _hardware_flags),
+    ("output", _output_flags),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_deraindrop.train",
+        description="Train the Attentive GAN (Qian et al., CVPR 2018) for raindrop removal. "
+        "Without --data-dir, trains a short demo on raindrops synthesized over "
+        "scikit-image photos.",
+        epilog="Settings resolve as: defaults < the out-dir's saved config (when resuming) "
+        "< --config FILE.toml < flags. Monitor with: tensorboard --logdir OUT/logs",
+        argument_default=argparse.SUPPRESS,
+    )
+
+    def group(title: str):
+        grp = parser.add_argument_group(title)
+
+        def add(name, help_text, **kwargs):
+            default = getattr(d, name)
+            if isinstance(default, float):
+                help_text += f" (default: {default:g})"
+            elif default is not None and not isinstance(default, bool):
+                help_text += f" (default: {default})"
+            grp.add_argument(_flag(name), dest=name, help=help_text, **kwargs)
+
+        return add
+
+    for title, add_flags in _FLAG_GROUPS:
+        add_flags(group(title))
     parser.add_argument(
         "--config",
         dest="config_file",

@@ -15,15 +15,12 @@ import shutil
 import warnings
 from collections.abc import Sequence
 
+from tf_deraindrop.training.build import TrainError
 from tf_deraindrop.training.config import TrainConfig, write_json_atomic
 
 #: Epochs of a real run when neither --steps nor --epochs is given (our choice).
 DEFAULT_EPOCHS = 100
 DEFAULT_OUT_DIR = os.path.join("runs", "attentive_gan")
-
-
-class TrainError(RuntimeError):
-    """A run that cannot go on (bad resume, data that cannot be read); a clear message."""
 
 
 @dataclasses.dataclass
@@ -69,90 +66,6 @@ def has_checkpoint(out_dir: str) -> bool:
     import glob
 
     return bool(glob.glob(os.path.join(glob.escape(checkpoint_dir(out_dir)), "ckpt-*.index")))
-
-
-def make_perceptual(config: TrainConfig, demo: bool):
-    """The perceptual loss and a note for the record, or None (demo without weights, or off)."""
-    from tf_deraindrop.losses import PerceptualLoss, VGGWeightsError
-
-    weights = config.vgg_weights
-    if weights.lower() == "none":
-        return None, "off (--vgg-weights none)"
-    try:
-        return PerceptualLoss(weights=weights), f"on (VGG16 {weights})"
-    except VGGWeightsError as err:
-        if not demo:
-            raise
-        print(
-            "NOTE: the VGG16 ImageNet weights cannot be had here, so this demo trains "
-            "WITHOUT the perceptual loss L_P. (" + str(err).split(". Without")[0] + ")",
-            flush=True,
-        )
-        return None, "off (demo: VGG16 ImageNet weights unavailable)"
-
-
-def _optimizer(lr: float, config: TrainConfig, name: str):
-    import keras
-
-    if config.lr_decay_steps:
-        lr = keras.optimizers.schedules.ExponentialDecay(
-            lr, config.lr_decay_steps, config.lr_decay_rate, staircase=True
-        )
-    return keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2, name=name)
-
-
-def build_gan(config: TrainConfig, demo: bool):
-    """The compiled `AttentiveGAN` (call inside the strategy's scope and precision policy).
-
-    Returns:
-        `(gan, perceptual_note)`.
-    """
-    from tf_deraindrop.models import Discriminator, Generator
-    from tf_deraindrop.training.finetune import freeze_part
-    from tf_deraindrop.training.gan import AttentiveGAN
-
-    perceptual, note = make_perceptual(config, demo)
-    generator = Generator()
-    # Before compile: the optimizer is built for the trainable variables only.
-    freeze_part(generator, config.freeze)
-    gan = AttentiveGAN(generator, Discriminator(crop_size=config.crop_size), perceptual)
-    gan.compile(
-        _optimizer(config.g_lr, config, "g_adam"),
-        _optimizer(config.d_lr, config, "d_adam"),
-        theta=config.theta,
-        lambdas=config.lambdas,
-        gan_weight=config.gan_weight,
-        gamma=config.gamma,
-        perceptual_weight=config.perceptual_weight,
-        saturating_gan=config.saturating_gan,
-        jit_compile=config.jit_compile,
-    )
-    return gan, note
-
-
-def restore(gan, config: TrainConfig, directory: str, init, resume: bool | None = None) -> int:
-    """Restores the newest usable checkpoint into `gan`; returns the step it starts at.
-
-    With nothing to restore, the run starts at step 0 from `init`'s weights
-    (`finetune.InitialWeights`), if it names any.
-    """
-    from tf_deraindrop.training.checkpoints import ResumeError, restore_run
-
-    try:
-        restored = restore_run(gan.checkpoint(), directory) if resume is not False else None
-    except ResumeError as err:
-        raise TrainError(str(err)) from err
-    if restored is None:
-        for name in init.apply(gan):
-            print(f"Starting the {name} from {getattr(config, 'init_' + name)}.", flush=True)
-        return 0
-    if init.requested:
-        print(f"Resuming from {os.path.basename(restored)}; --init-* weights not re-imported.")
-    if not config.lr_decay_steps:
-        # A changed learning rate wins over the saved one.
-        gan.g_optimizer.learning_rate = config.g_lr
-        gan.d_optimizer.learning_rate = config.d_lr
-    return int(gan.global_step.numpy())
 
 
 def run_record(config, inputs, data_dir, schedule, gan, strategy, **resolved) -> dict:
@@ -206,6 +119,19 @@ def _announce(out_dir: str, start: int, schedule: Schedule, record: dict) -> Non
 
 def _fit_epochs(gan, inputs, schedule: Schedule, start: int, run_callbacks, watch, verbose):
     """The epoch loop: one `fit` call per (rest of an) epoch, validating as configured."""
+    import tensorflow as tf
+
+    try:
+        return _fit_epochs_unchecked(gan, inputs, schedule, start, run_callbacks, watch, verbose)
+    except tf.errors.OpError as err:
+        # TensorFlow's decode errors do not say which file failed.
+        culprit = inputs.find_corrupt_image()
+        if culprit is None:
+            raise
+        raise TrainError(f"{culprit} (found after: {type(err).__name__})") from err
+
+
+def _fit_epochs_unchecked(gan, inputs, schedule, start, run_callbacks, watch, verbose):
     config = inputs.config
     history: dict[str, list[float]] = {}
     epoch, skip = divmod(start, schedule.steps_per_epoch)
@@ -268,6 +194,7 @@ def train(
     import tensorflow as tf
 
     from tf_deraindrop.training import distribute
+    from tf_deraindrop.training.build import build_gan, restore
     from tf_deraindrop.training.finetune import InitialWeights
     from tf_deraindrop.training.inputs import TrainingInputs, ensure_demo_data
     from tf_deraindrop.training.lock import RunLock
@@ -275,11 +202,13 @@ def train(
     config = config.validated()
     out_dir = config.out_dir or DEFAULT_OUT_DIR
     demo = config.data_dir is None
-    # The strategy first: multi-worker and logical devices need a fresh runtime.
-    if tf.distribute.has_strategy():
-        strategy = tf.distribute.get_strategy()
-    else:
-        strategy = distribute.make_strategy(config.strategy)
+    # The strategy first: multi-worker and logical devices need a fresh runtime;
+    # called inside a strategy's scope, train with that strategy.
+    strategy = (
+        tf.distribute.get_strategy()
+        if tf.distribute.has_strategy()
+        else distribute.make_strategy(config.strategy)
+    )
     precision = distribute.resolve_precision(config.precision)
     chief = distribute.is_chief()
     if config.seed is None:
@@ -326,12 +255,6 @@ def train(
                     gan, inputs, schedule, start, [*run.callbacks, *callbacks], run.watch, verbose
                 )
                 run.finish(gan)
-            except tf.errors.OpError as err:
-                # TensorFlow's decode errors do not say which file failed.
-                culprit = inputs.find_corrupt_image()
-                if culprit is None:
-                    raise
-                raise TrainError(f"{culprit} (found after: {type(err).__name__})") from err
             finally:
                 run.close()
     finally:
@@ -339,18 +262,7 @@ def train(
             lock.release()
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return TrainResult(
-        out_dir=out_dir,
-        start_step=start,
-        step=int(gan.global_step.numpy()),
-        stopped_on_nan=run.watch.stopped_at is not None,
-        last_checkpoint=manager.latest_checkpoint if chief else None,
-        resume_checkpoint=run.saver.resume_point() if chief else None,
-        generator_path=_existing(run.generator_path) if chief else None,
-        sample_path=_existing(os.path.join(out_dir, "samples", "latest.png")) if chief else None,
-        perceptual=not perceptual_note.startswith("off"),
-        history=history,
-    )
+    return run.result(gan, manager, start, perceptual_note, history)
 
 
 class _RunCallbacks:
@@ -360,7 +272,7 @@ class _RunCallbacks:
         from tf_deraindrop.training import callbacks as cb
         from tf_deraindrop.training.checkpoints import CheckpointSaver, LossWatch
 
-        self.chief = chief
+        self.chief, self.out_dir = chief, out_dir
         self.watch = LossWatch()
         self.saver = CheckpointSaver(manager, config.checkpoint_every, self.watch)
         self.callbacks = [self.watch, self.saver]
@@ -392,6 +304,24 @@ class _RunCallbacks:
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()
+
+    def result(self, gan, manager, start: int, perceptual_note: str, history) -> TrainResult:
+        """The run's `TrainResult` (paths only on the chief, which writes them)."""
+        chief = self.chief
+        return TrainResult(
+            out_dir=self.out_dir,
+            start_step=start,
+            step=int(gan.global_step.numpy()),
+            stopped_on_nan=self.watch.stopped_at is not None,
+            last_checkpoint=manager.latest_checkpoint if chief else None,
+            resume_checkpoint=self.saver.resume_point() if chief else None,
+            generator_path=_existing(self.generator_path) if chief else None,
+            sample_path=_existing(os.path.join(self.out_dir, "samples", "latest.png"))
+            if chief
+            else None,
+            perceptual=not perceptual_note.startswith("off"),
+            history=history,
+        )
 
 
 def _lineage(config: TrainConfig, start: int) -> str:
