@@ -1,0 +1,269 @@
+"""Distillation: crops and teacher cache line up, the student learns, the CLI runs,
+resumes after kill -9 as if uninterrupted, and names bad input with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.train_helpers import REPO, env, make_pairs, read_events
+
+STEPS = 8
+CROP = 32
+
+
+def _flags(teacher, data_dir, out_dir, **overrides) -> list[str]:
+    values = {
+        "teacher": teacher,
+        "data-dir": data_dir,
+        "out-dir": out_dir,
+        "preset": "nano",
+        "crop-size": CROP,
+        "batch-size": 2,
+        "steps": STEPS,
+        "steps-per-epoch": 4,
+        "val-fraction": 0.25,
+        "checkpoint-every": 2,
+        "log-every": 1,
+        "image-every": 4,
+        "seed": 3,
+        **overrides,
+    }
+    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("pairs"), count=4, size=40)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(generator_file, pairs_dir, tmp_path_factory):
+    from tf_deraindrop import distill
+
+    out_dir = str(tmp_path_factory.mktemp("uninterrupted"))
+    assert distill.main(_flags(generator_file, pairs_dir, out_dir)) == 0
+    return out_dir
+
+
+# Data ----------------------------------------------------------------------------
+
+
+def _stream(tmp_path, teacher, cached):
+    from tf_deraindrop.training.distill import CropStream, FrameStore, TeacherCache, find_examples
+
+    folder = make_pairs(tmp_path / "pairs", count=2, size=48)
+    examples, paired = find_examples(folder, str(tmp_path / "frames"), 1.0)
+    frames = FrameStore()
+    cache = TeacherCache(str(tmp_path / "cache"))
+    if cached:
+        cache.fill(examples, frames, teacher, "test")
+    sizes = [frames.get(e.rainy).shape[:2] for e in examples]
+    stream = CropStream(examples, frames, 24, 3, paired, cache if cached else None, sizes)
+    return stream, examples, frames, cache
+
+
+def test_crops_are_reproducible_skippable_and_match_the_teacher_cache(tmp_path):
+    from tf_deraindrop.models import LiteGenerator
+
+    teacher = LiteGenerator.from_preset("nano")
+    teacher.build((None, None, None, 3))
+    stream, examples, frames, cache = _stream(tmp_path, teacher, cached=True)
+    batches = list(stream.batches(seed=5, steps=4))
+    again = list(stream.batches(seed=5, steps=4))
+    tail = list(stream.batches(seed=5, steps=4, skip=2))
+    for a, b in zip(batches, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(tail[0]["rainy"], batches[2]["rainy"])
+    other = next(stream.batches(seed=6, steps=1))
+    assert not np.array_equal(other["rainy"], batches[0]["rainy"])
+
+    # Every crop of a cached output is the same crop of the teacher's output on
+    # the whole frame, at the output's own scale (flips included).
+    plan = stream.plan(seed=5, steps=4)
+    for items, batch in zip(plan, batches):
+        for k, (i, y, x, flip) in enumerate(items):
+            whole = teacher.predict_on_batch(frames.get(examples[i].rainy)[None])
+            for key, scale, value in (
+                ("t_quarter", 4, whole["outputs"][0]),
+                ("t_half", 2, whole["outputs"][1]),
+                ("t_out", 1, whole["outputs"][2]),
+                ("t_attention", 1, whole["attention"][-1]),
+            ):
+                c, ys, xs = 24 // scale, y // scale, x // scale
+                expected = np.asarray(value)[0, ys : ys + c, xs : xs + c]
+                expected = expected[:, ::-1] if flip else expected
+                np.testing.assert_allclose(batch[key][k], expected, atol=2e-3)  # float16 cache
+            rainy = frames.get(examples[i].rainy)[y : y + 24, x : x + 24]
+            rainy = rainy[:, ::-1] if flip else rainy
+            np.testing.assert_array_equal(batch["rainy"][k], rainy)
+            assert batch["has_clean"][k] == 1.0
+
+
+def test_the_student_learns_the_teacher_on_a_fixed_batch(tmp_path):
+    import keras
+
+    from tf_deraindrop.models import LiteGenerator
+    from tf_deraindrop.training.distill import Distiller
+
+    keras.utils.set_random_seed(0)
+    teacher = LiteGenerator.from_preset("nano", steps=3)
+    teacher.build((None, None, None, 3))
+    stream, *_ = _stream(tmp_path, teacher, cached=False)
+    batch = next(stream.batches(seed=1, steps=1))
+    before = [np.array(w) for w in teacher.get_weights()]
+    student = LiteGenerator.from_preset("nano")
+    model = Distiller(student, teacher)
+    model.compile(keras.optimizers.Adam(3e-3), paired=True)
+    first = model.train_on_batch(batch, return_dict=True)
+    for _ in range(40):
+        logs = model.train_on_batch(batch, return_dict=True)
+    assert set(first) >= {"distill", "attention", "ground_truth", "total"}
+    assert int(model.global_step.numpy()) == 41
+    # Running means over the steps: the last value is far below the first.
+    model.reset_metrics()
+    last = model.train_on_batch(batch, return_dict=True)
+    assert last["distill"] < 0.5 * first["distill"], (first, logs, last)
+    for a, b in zip(before, teacher.get_weights()):  # the teacher did not move
+        np.testing.assert_array_equal(a, b)
+
+
+# CLI runs --------------------------------------------------------------------------
+
+
+def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
+    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.models import LiteGenerator
+
+    out = uninterrupted_run
+    record = json.load(open(os.path.join(out, "config.json")))
+    assert record["config"]["preset"] == "nano" and record["resolved"]["paired"] is True
+    assert record["resolved"]["teacher_outputs"].startswith("on the fly")
+    student = load_generator(os.path.join(out, "generator.keras"))
+    assert isinstance(student, LiteGenerator) and student.half_filters == 12
+    best = json.load(open(os.path.join(out, "best.json")))
+    assert np.isfinite(best["val_psnr"])
+    events = read_events(os.path.join(out, "logs"))
+    for tag in ("loss/distill", "loss/attention", "loss/ground_truth", "validation/psnr"):
+        assert tag in events, sorted(events)
+    assert "validation/psnr_y_gt" in events and "validation/teacher_psnr_y_gt" in events
+    assert "panels/rainy_teacher_student_attention" in events
+    assert os.path.isfile(os.path.join(out, "samples", "latest.png"))
+
+
+def test_resume_after_kill_9_matches_the_uninterrupted_run(
+    generator_file, pairs_dir, uninterrupted_run, tmp_path
+):
+    import tensorflow as tf
+
+    from tf_deraindrop import distill
+
+    out_dir = str(tmp_path / "killed")
+    index = os.path.join(out_dir, "checkpoints", "checkpoint")
+    command = [sys.executable, "-m", "tf_deraindrop.distill"]
+    process = subprocess.Popen(
+        command + _flags(generator_file, pairs_dir, out_dir),
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (os.path.isfile(index) and "ckpt-" in open(index).read()):
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(30)
+    killed_at = int(tf.train.latest_checkpoint(os.path.dirname(index)).rsplit("-", 1)[1])
+    assert 0 < killed_at < STEPS
+
+    assert distill.main(_flags(generator_file, pairs_dir, out_dir)) == 0
+    record = json.load(open(os.path.join(out_dir, "config.json")))
+    assert record["resolved"]["resumed_from_step"] == killed_at
+
+    def values(folder):
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{folder}/checkpoints"))
+        names = [n for n in reader.get_variable_to_shape_map() if "save_counter" not in n]
+        return {n: reader.get_tensor(n) for n in names if not n.startswith("_CHECKPOINTABLE")}
+
+    resumed, uninterrupted = values(out_dir), values(uninterrupted_run)
+    assert resumed.keys() == uninterrupted.keys()
+    assert int(resumed["global_step/.ATTRIBUTES/VARIABLE_VALUE"]) == STEPS
+    assert any("optimizer" in n for n in resumed)
+    for name in resumed:
+        np.testing.assert_allclose(
+            resumed[name], uninterrupted[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
+
+
+def test_rainy_images_and_a_video_with_a_cached_teacher(generator_file, tmp_path):
+    from tests.video_helpers import make_video
+    from tf_deraindrop import distill
+    from tf_deraindrop.images import read_image, write_image
+
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    pairs = make_pairs(tmp_path / "pairs", count=2, size=40)
+    for name in sorted(os.listdir(os.path.join(pairs, "data"))):
+        write_image(folder / name, read_image(os.path.join(pairs, "data", name)))
+    make_video(folder / "drive.mp4", frames=8, size=(48, 64), rate=4)
+    out = tmp_path / "run"
+    flags = _flags(generator_file, str(folder), str(out), steps=2, **{"steps-per-epoch": 2})
+    assert distill.main([*flags, "--cache-teacher", "--frame-every", "0.5"]) == 0
+    frames = os.listdir(out / "frames" / "drive")
+    assert len([f for f in frames if f.endswith(".png")]) == 4  # 2 s of video, one each 0.5 s
+    record = json.load(open(out / "config.json"))
+    assert record["resolved"]["paired"] is False
+    assert record["resolved"]["teacher_outputs"] == "cached"
+    assert record["resolved"]["training_frames"] + record["resolved"]["validation_frames"] == 6
+    assert len(os.listdir(out / "teacher_cache")) == 6
+
+
+# Bad input -------------------------------------------------------------------------
+
+
+def test_bad_teacher_empty_folder_and_unreadable_video_exit_2_naming_them(
+    generator_file, pairs_dir, tmp_path, capsys
+):
+    from tf_deraindrop import distill
+
+    out = str(tmp_path / "run")
+
+    def error(*argv) -> str:
+        capsys.readouterr()
+        assert distill.main(list(argv)) == 2
+        return capsys.readouterr().err
+
+    missing = str(tmp_path / "nope.keras")
+    assert missing in error(*_flags(missing, pairs_dir, out))
+
+    not_a_generator = tmp_path / "notes.keras"
+    not_a_generator.write_text("not a model")
+    message = error(*_flags(str(not_a_generator), pairs_dir, out))
+    assert "--teacher" in message and str(not_a_generator) in message
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = error(*_flags(generator_file, str(empty), out))
+    assert str(empty) in message and "no rainy images" in message
+
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    (footage / "broken.mp4").write_bytes(os.urandom(4096))
+    message = error(*_flags(generator_file, str(footage), out))
+    assert str(footage / "broken.mp4") in message and "Traceback" not in message
+
+    assert "--crop-size" in error(*_flags(generator_file, pairs_dir, out, **{"crop-size": 30}))
+    assert not os.path.isdir(os.path.join(out, "checkpoints"))
