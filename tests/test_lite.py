@@ -7,8 +7,9 @@ import pytest
 
 from export import tflite
 from tf_deraindrop.inference import derain
-from tf_deraindrop.lite import LiteDerainer, _positions, tile_and_blend
+from tf_deraindrop.lite import LiteDerainer
 from tf_deraindrop.metrics import psnr
+from tf_deraindrop.tiling import positions, tile_and_blend
 
 H, W = 32, 48
 
@@ -39,7 +40,7 @@ def frame(h, w, seed=0):
 @pytest.mark.parametrize("size", [(100, 37), (32, 48), (7, 300), (257, 1000)])
 def test_tiles_cover_the_frame_with_overlap(size):
     for length, tile in zip(size, (32, 48)):
-        starts = _positions(length, tile, 8)
+        starts = positions(length, tile, 8)
         assert starts[0] == 0 and starts[-1] == max(0, length - tile)
         assert all(b - a <= tile - 8 for a, b in zip(starts, starts[1:]))
 
@@ -81,6 +82,22 @@ def test_smaller_frame_is_padded_like_derain(model, generator):
     assert ours.shape == (29, 45, 3)
     # derain pads to multiples of 4 by reflection, here to the model's size.
     assert np.abs(ours.astype(int) - derain(generator, image)).max() <= 1
+
+
+@pytest.mark.parametrize("size", [(21, 30), (61, 90), (7, 100)])
+def test_any_frame_is_the_keras_result_with_the_same_tiles(model, generator, size):
+    # Smaller than the model (padded further than derain's multiple of 4),
+    # larger (tiled), or too thin to reflect: LiteDerainer pads and tiles as
+    # derain does when given the model's tile size, so the two agree.
+    image = frame(*size, seed=5)
+    derainer = LiteDerainer(model)
+    ours, attention = derainer.derain(image, return_attention=True)
+    keras, keras_attention = derain(
+        generator, image, return_attention=True, tile=derainer.tile_size, overlap=derainer.overlap
+    )
+    assert ours.shape == keras.shape == (*size, 3)
+    assert np.abs(ours.astype(int) - keras).max() <= 1
+    np.testing.assert_allclose(attention, keras_attention, atol=1e-4)
 
 
 def test_larger_frame_is_tiled_and_close_to_a_full_pass(model, generator):

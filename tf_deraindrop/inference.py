@@ -1,4 +1,4 @@
-"""Deraining whole images with a generator, and loading generators from files."""
+"""Deraining images of any size with a generator, and loading generators from files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import keras
 import numpy as np
 
 from tf_deraindrop.images import to_float_rgb, to_uint8
-from tf_deraindrop.models import Generator
+from tf_deraindrop.models import Generator, LiteGenerator
+from tf_deraindrop.tiling import choose_tile, pad_to, tile_and_blend
+
+#: Default `max_pixels` of `derain`: larger images go through the generator in
+#: tiles of at most this many pixels. The generator takes about 1.3 KB of
+#: memory a pixel on the CPU, so a tile of 1 MP peaks near 2 GB of memory
+#: with TensorFlow's own, whatever the image's size (`benchmarks/bench_tiling.py`).
+DEFAULT_MAX_PIXELS = 1024 * 1024
+
+#: Default overlap of neighbouring tiles, in pixels. The generator's dilated
+#: convolutions see far (a receptive field of several hundred pixels), but
+#: the output depends mostly on the nearest; with this overlap, blended
+#: tiles stay within `benchmarks/bench_tiling.py`'s PSNR of a whole pass.
+DEFAULT_OVERLAP = 128
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = 4) -> np.ndarray:
@@ -16,31 +29,107 @@ def pad_to_multiple(image: np.ndarray, multiple: int = 4) -> np.ndarray:
 
     The authors' script crops the image instead, losing up to three rows and
     columns; reflecting keeps every pixel and the border statistics natural.
-    Images too small to reflect (a side of 1 or 2) are padded symmetrically.
+    Images too small to reflect (a side of 1 or 2) are padded symmetrically
+    (`tiling.pad_to`, the rule tiles use too).
     """
     h, w = image.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return image
-    mode = "reflect" if h > ph and w > pw else "symmetric"
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    return pad_to(image, h + (-h) % multiple, w + (-w) % multiple)
 
 
-def derain(generator: Generator, image: np.ndarray, return_attention: bool = False):
-    """Removes raindrops from one image of any size.
+def _check_tile(tile, overlap: int) -> tuple[int, int]:
+    th, tw = (int(t) for t in tile)
+    if th < 4 or tw < 4 or th % 4 or tw % 4:
+        raise ValueError(f"tile sides must be multiples of 4 (at least 4), got {th} x {tw}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be at least 0, got {overlap}")
+    return th, tw
+
+
+def derain(
+    generator: Generator,
+    image: np.ndarray,
+    return_attention: bool = False,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tile: tuple[int, int] | None = None,
+    overlap: int | None = None,
+    precision: str | None = None,
+):
+    """Removes raindrops from one image of any size, in bounded memory.
+
+    An image of at most `max_pixels` (once padded to multiples of 4) goes
+    through the generator in one pass. A larger one is covered with
+    overlapping tiles of at most `max_pixels` (`tiling.choose_tile`: the
+    fewest pixels of work), and the overlaps are blended with linear ramps;
+    the result stays close to a whole pass (`benchmarks/bench_tiling.py`),
+    and the memory is that of one tile whatever the image's size.
 
     Args:
         generator: a `Generator` (trained, imported or loaded).
         image: RGB, RGBA or grayscale; uint8, uint16 or float in [0, 1]; any size.
         return_attention: also return the final attention map `A_N`, float32
             `(H, W)` (not clipped: the authors' map has no sigmoid).
+        max_pixels: the largest image (and tile) run in one pass; None for
+            no limit (memory grows with the image: about 13 GB at 4000 x 3000).
+        tile: `(height, width)` of the tiles (multiples of 4) instead of a
+            size chosen from `max_pixels`; an image smaller than the tile is
+            padded to it, as `LiteDerainer` pads to its model's size.
+        overlap: overlap of neighbouring tiles in pixels (`DEFAULT_OVERLAP`).
+        precision: `"float32"`, `"bfloat16"` (a cast copy of the weights, cached)
+            or `"auto"` (bfloat16 where the hardware runs it natively and the
+            generator's output stays close, `tf_deraindrop.precision`); None
+            runs the generator in its own dtype policy.
 
     Returns:
         uint8 RGB `(H, W, 3)` of the input's size, or `(image, attention)`.
 
+    Raises:
+        ValueError: an array that is not an image, or a bad `tile`/`max_pixels`.
+
     Example:
         >>> clean = derain(generator, rainy)  # doctest: +SKIP
+        >>> clean = derain(generator, photo_4000x3000, max_pixels=2_000_000)  # doctest: +SKIP
     """
+    image = np.asarray(image)
+    if precision is not None:
+        from tf_deraindrop.precision import resolve_generator
+
+        generator = resolve_generator(generator, precision, sample=image).model
+    overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+    if tile is not None:
+        tile = _check_tile(tile, overlap)
+    else:
+        if image.ndim < 2:
+            to_float_rgb(image)  # raises the shape error
+        h, w = image.shape[:2]
+        padded = (h + (-h) % 4) * (w + (-w) % 4)
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
+        if max_pixels is None or padded <= max_pixels:
+            return _derain_whole(generator, image, return_attention)
+        tile = choose_tile(h, w, int(max_pixels), overlap)
+
+    def run(crop: np.ndarray) -> np.ndarray:
+        result = generator.predict_on_batch(crop[None])
+        out = np.asarray(result["outputs"][-1])[0]
+        if return_attention:
+            out = np.concatenate([out, np.asarray(result["attention"][-1])[0]], axis=-1)
+        return out
+
+    h, w = image.shape[:2]
+    output = np.empty((h, w, 3), np.uint8)
+    attention = np.empty((h, w), np.float32) if return_attention else None
+
+    def sink(row: int, band: np.ndarray) -> None:
+        output[row : row + band.shape[0]] = to_uint8(band[..., :3])
+        if attention is not None:
+            attention[row : row + band.shape[0]] = band[..., 3]
+
+    tile_and_blend(run, image, tile, overlap, sink=sink)
+    return (output, attention) if return_attention else output
+
+
+def _derain_whole(generator: Generator, image: np.ndarray, return_attention: bool):
     rgb = to_float_rgb(image)
     h, w = rgb.shape[:2]
     padded = pad_to_multiple(rgb)[None]
@@ -66,10 +155,10 @@ def load_generator(path: str | os.PathLike) -> Generator:
             model = keras.models.load_model(path, compile=False)
         except Exception as err:
             raise ValueError(f"{path}: not a readable Keras generator ({err})") from err
-        if isinstance(model, Generator):
+        if isinstance(model, (Generator, LiteGenerator)):
             return model
         inner = getattr(model, "generator", None)
-        if isinstance(inner, Generator):
+        if isinstance(inner, (Generator, LiteGenerator)):
             return inner
         raise ValueError(f"{path} holds a {type(model).__name__}, not a Generator.")
     if path.endswith(".weights.h5"):

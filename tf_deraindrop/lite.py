@@ -3,8 +3,9 @@
 A `.tflite` from `python -m export.tflite` has one static input size. A
 camera frame of another size is covered with tiles of that size that
 overlap; each tile goes through the model, and the overlaps are blended with
-linear ramps so that no seam shows. A frame no larger than the model runs in
-one pass (padded by reflection).
+linear ramps so that no seam shows (`tf_deraindrop.tiling`, which the Keras
+`derain` uses too). A frame no larger than the model runs in one pass,
+padded at the bottom and right by reflection to the model's size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import numpy as np
 
 from tf_deraindrop.images import to_float_rgb, to_uint8
+from tf_deraindrop.tiling import tile_and_blend
 
 #: Name of the signature, its input and its outputs in an exported model.
 SIGNATURE = "derain"
@@ -68,64 +70,6 @@ def load_interpreter(
     except (ValueError, RuntimeError) as err:
         raise LiteModelError(f"{path}: not a TFLite model LiteRT can load ({err})") from err
     return interpreter
-
-
-def _positions(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of `tile` covering `size`, overlapping by at least `overlap`."""
-    if size <= tile:
-        return [0]
-    count = math.ceil((size - overlap) / (tile - overlap))
-    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
-
-
-def _ramp(tile: int, start: int, size: int, overlap: int) -> np.ndarray:
-    """Blending weight along one axis of a tile: ramps up/down over `overlap` inside the frame."""
-    x = np.arange(tile, dtype=np.float64) + 0.5
-    weight = np.ones(tile)
-    if overlap > 0:
-        if start > 0:  # a neighbour on this side: ramp up
-            weight = np.minimum(weight, x / overlap)
-        if start + tile < size:  # a neighbour on the other side: ramp down
-            weight = np.minimum(weight, (tile - x) / overlap)
-    return weight
-
-
-def tile_and_blend(run, image: np.ndarray, tile: tuple[int, int], overlap: int) -> np.ndarray:
-    """Applies `run` (`(h, w, 3) -> (h, w, C)`, one tile) to an image of any size.
-
-    Frames smaller than the tile along an axis are padded by reflection
-    (or edge repetition when too small to reflect) and cropped back.
-
-    Args:
-        run: function of one float32 tile of size `tile`, returning an array
-            of the same height and width.
-        image: float32 `(H, W, 3)`.
-        tile: `(height, width)` of the tiles.
-        overlap: minimum overlap of neighbouring tiles, in pixels.
-
-    Returns:
-        float32 `(H, W, C)`: the blended outputs.
-    """
-    th, tw = tile
-    h, w = image.shape[:2]
-    ph, pw = max(0, th - h), max(0, tw - w)
-    if ph or pw:
-        mode = "reflect" if h > ph and w > pw else "edge"
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
-    height, width = image.shape[:2]
-    overlap = max(0, min(overlap, th - 1, tw - 1))
-    total = None
-    weights = np.zeros((height, width, 1))
-    for y in _positions(height, th, overlap):
-        wy = _ramp(th, y, height, overlap)
-        for x in _positions(width, tw, overlap):
-            out = np.asarray(run(image[y : y + th, x : x + tw]), np.float64)
-            if total is None:
-                total = np.zeros((height, width, out.shape[-1]))
-            weight = (wy[:, None] * _ramp(tw, x, width, overlap)[None, :])[..., None]
-            total[y : y + th, x : x + tw] += out * weight
-            weights[y : y + th, x : x + tw] += weight
-    return (total / weights)[:h, :w].astype(np.float32)
 
 
 class LiteDerainer:
@@ -250,6 +194,12 @@ class LiteDerainer:
     def derain(self, image: np.ndarray, return_attention: bool = False):
         """Removes raindrops from one image of any size, like `tf_deraindrop.derain`.
 
+        The tiles and the padding are those of `tf_deraindrop.derain(generator,
+        image, tile=self.tile_size, overlap=self.overlap)`, which gives the
+        same result from the Keras generator (to float rounding, or to the
+        quantization of an int8 model). A frame whose size rounds up to the
+        model's (multiples of 4) is also exactly the plain `derain` pass.
+
         Args:
             image: RGB, RGBA or grayscale; uint8, uint16 or float in [0, 1].
             return_attention: also return the final attention map `A_N`,
@@ -263,12 +213,22 @@ class LiteDerainer:
             raise ValueError(
                 f"{self.path} has no attention output; export it with --with-attention"
             )
-        rgb = to_float_rgb(image)
-        out = tile_and_blend(
+        image = np.asarray(image)
+        to_float_rgb(image[:1, :1] if image.ndim >= 2 else image)  # shape and dtype errors
+        h, w = image.shape[:2]
+        derained = np.empty((h, w, 3), np.uint8)
+        attention = np.empty((h, w), np.float32) if return_attention else None
+
+        def sink(row: int, band: np.ndarray) -> None:
+            derained[row : row + band.shape[0]] = to_uint8(band[..., :3])
+            if attention is not None:
+                attention[row : row + band.shape[0]] = band[..., 3]
+
+        tile_and_blend(
             lambda t: self.run_tile(t, with_attention=return_attention),
-            rgb,
+            image,
             self.tile_size,
             self.overlap,
+            sink=sink,
         )
-        derained = to_uint8(out[..., :3])
-        return (derained, out[..., 3]) if return_attention else derained
+        return (derained, attention) if return_attention else derained
