@@ -7,7 +7,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -29,11 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, CheckpointError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    directory = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(args.output)}.partial.keras")
-    generator.save(tmp)
-    os.replace(tmp, args.output)
+    from tf_deraindrop.weights import atomic_path
+
+    try:
+        # A full disk or a missing permission: name the file, leave no partial.
+        with atomic_path(args.output) as tmp:
+            generator.save(tmp)
+    except (OSError, RuntimeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or err
+        print(f"error: could not write {args.output}: {reason}", file=sys.stderr)
+        return 2
     print(
         f"Wrote {args.output}: {generator.count_params():,} parameters "
         f"(RGB input in [0, 1]; channels permuted from the authors' BGR)."

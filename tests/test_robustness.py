@@ -1,0 +1,234 @@
+"""Hostile input and a hostile disk: rotated photos, decompression bombs, full filesystems."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+from tf_deraindrop.images import (
+    MAX_IMAGE_PIXELS,
+    ImageReadError,
+    ImageWriteError,
+    open_image,
+    read_image,
+    write_image,
+)
+
+# Helpers ----------------------------------------------------------------------
+
+
+def bomb_png(path, width: int = 20000, height: int = 10000) -> None:
+    """A valid 1-bit PNG of `width x height` pixels in about 25 KB: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(row * height, 9)))
+        f.write(chunk(b"IEND", b""))
+
+
+def rotated_jpeg(path, upright: np.ndarray, orientation: int = 6) -> None:
+    """Stores `upright` as a camera would: pixels turned, with an EXIF tag saying how."""
+    # Orientation 6 means "rotate 90 degrees clockwise to view": the stored
+    # pixels are the upright image turned counter-clockwise.
+    stored = {6: np.rot90(upright, 1), 8: np.rot90(upright, -1), 3: np.rot90(upright, 2)}
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(stored[orientation])).save(
+        path, quality=100, subsampling=0, exif=exif.tobytes()
+    )
+
+
+def blocks(height: int, width: int) -> np.ndarray:
+    """An image of flat 8 x 8 blocks (JPEG keeps it almost exactly), no symmetry."""
+    rng = np.random.default_rng(height * 1000 + width)
+    small = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)
+
+
+def run_tool(args, cwd=REPO, file_size_limit=None, timeout=300):
+    """Runs `python -m <args>` in a subprocess, optionally under RLIMIT_FSIZE (SIGXFSZ ignored)."""
+
+    def limit():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        preexec_fn=limit if file_size_limit is not None else None,
+    )
+
+
+def leftovers(folder) -> list[str]:
+    """Hidden or partial files left in a folder tree."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            if name.startswith(".") or "partial" in name:
+                found.append(os.path.join(root, name))
+    return found
+
+
+@pytest.fixture(params=["tmpfs", "file-size-limit"])
+def full_disk(request, tmp_path):
+    """`(folder, file_size_limit)`: a folder where writing fails.
+
+    `tmpfs`: a 64 KB tmpfs filled up (needs root and a mount namespace that
+    allows it; skipped with the reason otherwise). `file-size-limit`: an
+    ordinary folder, and a limit on the size of any file the tool writes.
+    """
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if request.param == "file-size-limit":
+        yield folder, 64
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        reason = (mounted.stderr or mounted.stdout).strip()
+        pytest.skip(f"cannot mount a tmpfs here ({reason}); the file-size-limit variant runs")
+    try:
+        with open(folder / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield folder, None
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _real_leftovers(folder) -> list[str]:
+    return [p for p in leftovers(folder) if not p.endswith("filler")]
+
+
+# EXIF orientation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_rotated_jpeg_is_read_upright(tmp_path, orientation):
+    upright = blocks(48, 80)  # landscape once turned; stored portrait for 6 and 8
+    path = tmp_path / "phone.jpg"
+    rotated_jpeg(path, upright, orientation)
+    with Image.open(path) as img:
+        assert img.getexif()[0x0112] == orientation
+    image = read_image(path)
+    assert image.shape == (48, 80, 3)
+    assert np.abs(image * 255 - upright).mean() < 3  # JPEG noise, not a turned image
+
+
+def test_rotated_photo_is_evaluated_upright(tmp_path):
+    from tf_deraindrop.data import find_pairs
+    from tf_deraindrop.evaluate import evaluate_pairs
+
+    upright = blocks(40, 64)
+    os.makedirs(tmp_path / "set" / "data")
+    os.makedirs(tmp_path / "set" / "gt")
+    rotated_jpeg(tmp_path / "set" / "data" / "0_rain.jpg", upright)
+    Image.fromarray(upright).save(tmp_path / "set" / "gt" / "0_clean.png")
+    # Upright, the rainy JPEG matches its PNG partner in size and pixels.
+    (row,) = evaluate_pairs(find_pairs(tmp_path / "set"), progress=False)
+    assert row["input_psnr"] > 35
+
+
+# Decompression bombs ---------------------------------------------------------
+
+
+def test_bomb_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    bomb_png(path)
+    assert os.path.getsize(path) < 100_000
+    assert 20000 * 10000 > MAX_IMAGE_PIXELS
+    with pytest.raises(ImageReadError, match="bomb.png: 200,000,000 pixels, more than the"):
+        read_image(path)
+    # Over the limit but under PIL's own refusal: the size is in the message.
+    mid = tmp_path / "mid.png"
+    bomb_png(mid, 15000, 10000)
+    with pytest.raises(ImageReadError, match="mid.png: 15000 x 10000 = 150,000,000 pixels"):
+        read_image(mid)
+    # Between PIL's own warning (89 MP) and the limit: opened, without a warning.
+    big = tmp_path / "big.png"
+    bomb_png(big, 10000, 9000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_image(big) as img:
+            assert img.size == (10000, 9000)
+
+
+def test_bomb_in_evaluate_is_exit_2_naming_the_file(tmp_path, capsys):
+    from tf_deraindrop import evaluate
+
+    os.makedirs(tmp_path / "set" / "data")
+    os.makedirs(tmp_path / "set" / "gt")
+    bomb_png(tmp_path / "set" / "data" / "0_rain.png")
+    Image.fromarray(blocks(16, 16)).save(tmp_path / "set" / "gt" / "0_clean.png")
+    code = evaluate.main(["--input-only", "--data-dir", str(tmp_path / "set"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "0_rain.png" in err and "decompression bomb" in err and "Traceback" not in err
+
+
+# Write errors -----------------------------------------------------------------
+
+
+def _small_set(root, n=3):
+    os.makedirs(root / "data")
+    os.makedirs(root / "gt")
+    for k in range(n):
+        Image.fromarray(blocks(16, 24)).save(root / "data" / f"{k}_rain.png")
+        Image.fromarray(blocks(16, 32)[:, :24]).save(root / "gt" / f"{k}_clean.png")
+
+
+def test_evaluate_prints_its_table_then_names_the_csv_it_cannot_write(tmp_path, full_disk):
+    folder, limit = full_disk
+    _small_set(tmp_path / "set")
+    csv_path = folder / "results.csv"
+    args = ["tf_deraindrop.evaluate", "--input-only", "--data-dir", str(tmp_path / "set")]
+    proc = run_tool(args + ["--csv", str(csv_path), "--no-progress"], file_size_limit=limit)
+    assert proc.returncode == 2, proc.stderr
+    assert "rainy input" in proc.stdout and "over 3 pairs" in proc.stdout  # the table
+    assert f"could not write --csv {csv_path}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not csv_path.exists() and not _real_leftovers(folder)
+
+
+def test_write_image_names_the_file_and_leaves_nothing(tmp_path):
+    # In-process variant of the full disk: a folder that cannot be written.
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user that writes to read-only folders (root)")
+        with pytest.raises(ImageWriteError, match="x.png: could not be written"):
+            write_image(folder / "x.png", blocks(8, 8))
+    finally:
+        os.chmod(folder, 0o700)
+    assert not os.listdir(folder)
