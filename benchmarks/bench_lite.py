@@ -173,51 +173,66 @@ def time_round_robin(engines: dict, runs: int, warmup: int) -> dict:
     return {key: float(np.median(t)) for key, t in times.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tf_deraindrop.models.lite_generator import PRESETS
+def _outputs(model, image: np.ndarray) -> np.ndarray:
+    """The model's derained float output on one image of any size (reflect-padded to 4)."""
+    from tf_deraindrop.inference import pad_to_multiple
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=720)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=7, help="timed rounds (7)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument(
-        "--configs",
-        default=",".join([*PRESETS, *EXTRA_CONFIGS]),
-        help="comma-separated presets or name=preset:key=value+key=value overrides",
+    h, w = image.shape[:2]
+    result = model.predict_on_batch(pad_to_multiple(image)[None])
+    return np.asarray(result["outputs"][-1])[0, :h, :w]
+
+
+def fidelity(students: dict, teacher, photos: str, pair_dirs: list[str], say) -> None:
+    """Student against teacher: PSNR on real photos, Y-PSNR of both against ground truths."""
+    from export.samples import list_images, read_images
+    from tf_deraindrop.data import find_pairs
+    from tf_deraindrop.images import read_image, to_uint8
+    from tf_deraindrop.metrics import psnr, psnr_y
+
+    images = read_images(list_images(photos), "real")
+    teacher_out = [_outputs(teacher, image) for image in images]
+    pairs = {d: find_pairs(d) for d in pair_dirs}
+    truth = {
+        d: [(read_image(p.rainy), to_uint8(read_image(p.clean))) for p in ps]
+        for d, ps in pairs.items()
+    }
+    teacher_y = {
+        d: float(np.mean([psnr_y(to_uint8(_outputs(teacher, r)), c) for r, c in ts]))
+        for d, ts in truth.items()
+    }
+    rainy_y = {
+        d: float(np.mean([psnr_y(to_uint8(r), c) for r, c in ts])) for d, ts in truth.items()
+    }
+    say()
+    say(
+        f"Fidelity: student vs teacher PSNR (RGB, clipped, whole frames) on the {len(images)} "
+        f"real photos of {photos}; Y-PSNR (published protocol) against the ground truth, "
+        "mean over each pair folder"
     )
-    parser.add_argument("--student", action="append", default=[], help="a trained student .keras")
-    parser.add_argument("--teacher", help="the full generator's weights (default: random)")
-    parser.add_argument("--calibration-dir", default=PHOTOS, help="rainy photos (real_raindrops)")
-    parser.add_argument("--calibration-samples", type=int, default=4, help="students (4)")
-    parser.add_argument("--full-calibration-samples", type=int, default=2, help="generator (2)")
-    parser.add_argument("--no-full", action="store_true", help="skip the full generator")
-    parser.add_argument("--pause-pid", help="file with the pid of a process to pause while timing")
-    parser.add_argument("--quick", action="store_true", help="64 x 96, nano and small, 3 runs")
-    parser.add_argument("--output", help="also write the report here (benchmarks/results/...)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.height, args.width, args.runs, args.warmup = 64, 96, 3, 1
-        args.configs = "nano,small"
+    head = "| student | PSNR vs teacher, real photos (dB) |"
+    for d in pair_dirs:
+        name = os.path.basename(os.path.normpath(d))
+        head += f" Y-PSNR {name} ({len(pairs[d])}): student / teacher / rainy |"
+    say(head)
+    say("|" + "---|" * (head.count("|") - 1))
+    for name, student in students.items():
+        real = [psnr(_outputs(student, im), t) for im, t in zip(images, teacher_out)]
+        row = f"| {name} | " + ", ".join(f"{v:.2f}" for v in real) + f" (min {min(real):.2f}) |"
+        for d in pair_dirs:
+            ys = [psnr_y(to_uint8(_outputs(student, r)), c) for r, c in truth[d]]
+            row += (
+                f" {np.mean(ys):.2f} / {teacher_y[d]:.2f} / {rainy_y[d]:.2f}"
+                f" (student - teacher {np.mean(ys) - teacher_y[d]:+.2f}) |"
+            )
+        say(row)
 
-    import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tf_deraindrop.inference import load_generator
+def speed(args, students: dict, teacher, photo: np.ndarray, say) -> None:
+    """Exports and times every configuration, the students and the full generator; the table."""
     from tf_deraindrop.models import Generator, LiteGenerator
-    from tf_deraindrop.weights import float32_generator
 
     h, w = args.height, args.width
     folder = os.path.normpath(os.path.abspath(args.calibration_dir))
-    photo = held_out_photo(h, w, folder)
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
     rows, engines = [], {}
     with tempfile.TemporaryDirectory(prefix="bench_lite_") as workdir:
         models = []
@@ -226,12 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             model = LiteGenerator(**kwargs)
             model.build((None, None, None, 3))
             models.append((name, model, args.calibration_samples))
-        for path in args.student:
-            model = float32_generator(load_generator(path))
-            models.append((f"trained {os.path.basename(path)}", model, args.calibration_samples))
+        for name, model in students.items():
+            models.append((name, model, args.calibration_samples))
         if not args.no_full:
-            if args.teacher:
-                full = float32_generator(load_generator(args.teacher))
+            if teacher is not None:
+                full = teacher
             else:
                 full = Generator()
                 full.build((None, None, None, 3))
@@ -296,6 +310,69 @@ def main(argv: list[str] | None = None) -> int:
                 and full["keras_ms"] / r["keras_ms"] >= GOAL_KERAS_SPEEDUP
             )
             say(f"  {r['name']}: {'all speed and size goals met' if met else 'MISSED'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tf_deraindrop.models.lite_generator import PRESETS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=720)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=7, help="timed rounds (7)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--configs",
+        default=",".join([*PRESETS, *EXTRA_CONFIGS]),
+        help="comma-separated presets or name=preset:key=value+key=value overrides",
+    )
+    parser.add_argument("--student", action="append", default=[], help="a trained student .keras")
+    parser.add_argument("--teacher", help="the full generator's weights (default: random)")
+    parser.add_argument("--calibration-dir", default=PHOTOS, help="rainy photos (real_raindrops)")
+    parser.add_argument("--calibration-samples", type=int, default=4, help="students (4)")
+    parser.add_argument("--full-calibration-samples", type=int, default=2, help="generator (2)")
+    parser.add_argument("--no-full", action="store_true", help="skip the full generator")
+    parser.add_argument(
+        "--pairs-dir",
+        action="append",
+        default=[],
+        help="Raindrop-layout pairs for the fidelity table (with --student and --teacher; "
+        "default: ../shared/data/raindrop_pairs)",
+    )
+    parser.add_argument("--no-speed", action="store_true", help="fidelity table only")
+    parser.add_argument("--pause-pid", help="file with the pid of a process to pause while timing")
+    parser.add_argument("--quick", action="store_true", help="64 x 96, nano and small, 3 runs")
+    parser.add_argument("--output", help="also write the report here (benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.height, args.width, args.runs, args.warmup = 64, 96, 3, 1
+        args.configs = "nano,small"
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.weights import float32_generator
+
+    h, w = args.height, args.width
+    folder = os.path.normpath(os.path.abspath(args.calibration_dir))
+    photo = held_out_photo(h, w, folder)
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    students = {
+        f"trained {os.path.basename(p)}": float32_generator(load_generator(p)) for p in args.student
+    }
+    teacher = float32_generator(load_generator(args.teacher)) if args.teacher else None
+    if not args.no_speed:
+        speed(args, students, teacher, photo, say)
+    if students and teacher is not None:
+        pair_dirs = args.pairs_dir or [os.path.join(ROOT, "..", "shared", "data", "raindrop_pairs")]
+        fidelity(students, teacher, folder, [os.path.normpath(d) for d in pair_dirs], say)
     import keras
 
     say()
