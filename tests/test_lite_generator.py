@@ -186,3 +186,19 @@ def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibratio
     got = LiteDerainer(out, threads=1).run_tile(image)
     floor = {"none": 60, "float16": 40, "dynamic": 25, "int8": 25}[mode]
     assert psnr(got, expected) > floor
+
+
+def test_stream_carries_the_state_one_step_per_frame():
+    """Frame 1 is `derain`; on an unchanged frame, each later frame is one more ConvLSTM step."""
+    model = _randomize(_lite(steps=2))
+    longer = _lite(steps=3)
+    longer.set_weights(model.get_weights())  # the step count owns no weights
+    image = _image(seed=5)
+    first, first_map, state = model.stream(image)
+    np.testing.assert_allclose(first, model.derain(image)[0], atol=1e-6)
+    np.testing.assert_allclose(first_map, model.derain(image)[1], atol=1e-6)
+    assert tuple(state[0].shape) == (1, H // 4, W // 4, model.attention_filters)
+    second, second_map, _ = model.stream(image, state)
+    np.testing.assert_allclose(second, longer.derain(image)[0], atol=1e-5)
+    np.testing.assert_allclose(second_map, longer.derain(image)[1], atol=1e-5)
+    assert np.abs(np.asarray(second_map) - np.asarray(first_map)).max() > 1e-4

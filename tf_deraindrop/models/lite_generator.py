@@ -182,13 +182,18 @@ class LiteGenerator(keras.Model):
         quarter = ops.relu(self.enc2(half))
         return half, quarter
 
-    def _attention(self, quarter, all_maps: bool):
-        """The ConvLSTM: `(maps, h_N)`, with every step's full-size map or only the last."""
+    def _attention(self, quarter, all_maps: bool, state=None, steps: int | None = None):
+        """The ConvLSTM: `(maps, (h, c))`, with every step's full-size map or only the last.
+
+        From `state` (`(h, c)` at 1/4 size) or the zero state, `steps` steps
+        (default `self.steps`).
+        """
+        steps = self.steps if steps is None else int(steps)
         features = ops.relu(self.att_conv(quarter))
         x = {g: self.gates_x[g](features) for g in GATES}
-        hidden = cell = None
+        hidden, cell = (None, None) if state is None else state
         maps = []
-        for step in range(self.steps):
+        for step in range(steps):
             if hidden is None:  # zero state: no forget gate, no hidden-state convolutions
                 i, g, o = ops.sigmoid(x["i"]), ops.tanh(x["g"]), ops.sigmoid(x["o"])
                 cell = i * g
@@ -198,9 +203,9 @@ class LiteGenerator(keras.Model):
                 g, o = ops.tanh(z["g"]), ops.sigmoid(z["o"])
                 cell = f * cell + i * g
             hidden = o * ops.tanh(cell)
-            if all_maps or step == self.steps - 1:
+            if all_maps or step == steps - 1:
                 maps.append(ops.depth_to_space(self.mask(hidden), 4))
-        return maps, hidden
+        return maps, (hidden, cell)
 
     def _autoencoder(self, image, half, quarter, hidden, side_outputs: bool):
         x = ops.relu(quarter + self.fuse(hidden))
@@ -226,9 +231,40 @@ class LiteGenerator(keras.Model):
         """
         image = ops.cast(image, self.compute_dtype)
         half, quarter = self._encode(image)
-        maps, hidden = self._attention(quarter, all_maps=False)
+        maps, (hidden, _) = self._attention(quarter, all_maps=False)
         output = self._autoencoder(image, half, quarter, hidden, side_outputs=False)[-1]
         return ops.cast(output, "float32"), ops.cast(maps[-1], "float32")
+
+    def stream(self, image, state=None):
+        """One frame of a video, carrying the ConvLSTM state from the frame before.
+
+        Without `state` (the first frame) the branch runs its `steps` steps
+        from the zero state, as `derain`; with the previous frame's state it
+        runs one step from it, so each later frame costs one recurrent step
+        and the attention evolves smoothly from frame to frame.
+
+        Args:
+            image: float RGB in [0, 1], `(B, H, W, 3)`.
+            state: `(h, c)` returned for the previous frame, or None.
+
+        Returns:
+            `(O, A, (h, c))`: the derained frame, its attention map (float32),
+            and the state for the next frame, `(B, H/4, W/4, attention_filters)` each.
+
+        Example:
+            >>> state = None
+            >>> for frame in frames:  # doctest: +SKIP
+            ...     derained, attention, state = generator.stream(frame, state)
+        """
+        image = ops.cast(image, self.compute_dtype)
+        half, quarter = self._encode(image)
+        if state is not None:
+            state = tuple(ops.cast(t, self.compute_dtype) for t in state)
+        maps, state = self._attention(
+            quarter, all_maps=False, state=state, steps=None if state is None else 1
+        )
+        output = self._autoencoder(image, half, quarter, state[0], side_outputs=False)[-1]
+        return ops.cast(output, "float32"), ops.cast(maps[-1], "float32"), state
 
     def deploy_graph(self):
         """A function `image -> (O, A_N)` for export, with the weights as float32 constants.
@@ -264,7 +300,7 @@ class LiteGenerator(keras.Model):
     def call(self, inputs, training=None):
         image = ops.cast(inputs, self.compute_dtype)
         half, quarter = self._encode(image)
-        maps, hidden = self._attention(quarter, all_maps=True)
+        maps, (hidden, _) = self._attention(quarter, all_maps=True)
         outputs = self._autoencoder(image, half, quarter, hidden, side_outputs=True)
         return {
             "attention": [ops.cast(a, "float32") for a in maps],
