@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -209,6 +210,193 @@ def _lens(
     return h, np.broadcast_to(dy, shape), np.broadcast_to(dx, shape), glint, down
 
 
+@dataclasses.dataclass(frozen=True)
+class _Look:
+    """The values drawn once per image: how many drops, how large, how they look."""
+
+    coverage: float
+    radius_range: tuple[float, float]
+    zoom: float
+    fisheye: float
+    scene_sigma: float
+    defocus_sigma: float
+    haze: float
+    sky: float
+    brightness: float
+    rim: float
+    highlight: float
+    jitter: float
+    glint: tuple[float, float]
+
+
+def _draw_look(rng: np.random.Generator, p: dict[str, Any], short: int) -> _Look:
+    coverage = _draw(rng, p["coverage"])
+    if not 0.0 <= coverage < 1.0:
+        raise ValueError(f"coverage must be in [0, 1), got {coverage}")
+    radius_range = _radius_range(rng, p, short)
+    values = {
+        name: _draw(rng, p[name])
+        for name in ("zoom", "fisheye", "scene_blur", "defocus", "haze", "sky", "brightness")
+    }
+    rim, highlight = _draw(rng, p["rim"]), _draw(rng, p["highlight"])
+    # One light direction per image, from above: the highlight sits on the
+    # upper side of every drop.
+    light = rng.uniform(-0.9, 0.9) * math.pi / 2 - math.pi / 2
+    return _Look(
+        coverage=coverage,
+        radius_range=radius_range,
+        zoom=values["zoom"],
+        fisheye=values["fisheye"],
+        scene_sigma=values["scene_blur"] * short,
+        defocus_sigma=values["defocus"] * short,
+        haze=values["haze"],
+        sky=values["sky"],
+        brightness=values["brightness"],
+        rim=rim,
+        highlight=highlight,
+        jitter=float(p["jitter"]),
+        glint=(0.45 * math.sin(light), 0.45 * math.cos(light)),
+    )
+
+
+def _drop_box(comps, height: int, width: int) -> tuple[int, int, int, int]:
+    """The pixel box `(y0, y1, x0, x1)` a drop's components can touch, clipped to the image."""
+    reach = max(c[2] for c in comps) * 1.1 + 2.0
+    y0 = max(int(math.floor(min(c[0] for c in comps) - reach)), 0)
+    y1 = min(int(math.ceil(max(c[0] for c in comps) + reach)) + 1, height)
+    x0 = max(int(math.floor(min(c[1] for c in comps) - reach)), 0)
+    x1 = min(int(math.ceil(max(c[1] for c in comps) + reach)) + 1, width)
+    return y0, y1, x0, x1
+
+
+def _drop_surface(yy, xx, comps, glint: tuple[float, float]):
+    """Height, offsets, highlight and vertical position of one drop (one or several lobes)."""
+    if len(comps) == 1:
+        return _lens(yy, xx, comps[0], *glint)
+    parts = [_lens(yy, xx, comp, *glint) for comp in comps]
+    h_all = np.stack([part[0] for part in parts])
+    # Smooth union: neighbouring drops merge with a concave neck, each lobe
+    # still acting as its own lens through the softmax weights.
+    top = h_all.max(axis=0)
+    weights = np.exp(_SMOOTH_UNION * (h_all - top))
+    total = weights.sum(axis=0)
+    h = top + np.log(total) / _SMOOTH_UNION
+    weights /= total
+    dy, dx, g, down = (sum(w * part[i] for w, part in zip(weights, parts)) for i in range(1, 5))
+    return h, dy, dx, g, down
+
+
+class _DropMaps:
+    """Per-pixel maps of the drop layer: footprint, refraction source, shading, glint, scatter."""
+
+    def __init__(self, height: int, width: int):
+        self.footprint = np.zeros((height, width), dtype=bool)
+        self.src_y = np.zeros((height, width), dtype=np.float32)
+        self.src_x = np.zeros((height, width), dtype=np.float32)
+        self.shade = np.ones((height, width), dtype=np.float32)
+        self.glint = np.zeros((height, width), dtype=np.float32)
+        self.scatter = np.zeros((height, width), dtype=np.float32)
+
+    def add(self, rng: np.random.Generator, comps, look: _Look) -> int:
+        """Paints one drop; returns how many pixels it newly covers."""
+        height, width = self.footprint.shape
+        y0, y1, x0, x1 = _drop_box(comps, height, width)
+        if y1 <= y0 or x1 <= x0:
+            return 0
+        yy = np.arange(y0, y1, dtype=np.float32)[:, None]
+        xx = np.arange(x0, x1, dtype=np.float32)[None, :]
+        h, dy, dx, g, down = _drop_surface(yy, xx, comps, look.glint)
+        inside = h > 0
+        if not inside.any():
+            return 0
+        thickness = np.sqrt(np.clip(h, 0.0, 1.0))  # spherical-cap profile
+        # Inverted view, `zoom` times wider, compressed further at the rim.
+        spread = 1.0 + look.zoom * np.maximum(thickness, 0.15) ** (-look.fisheye)
+        jit = rng.uniform(1.0 - look.jitter, 1.0 + look.jitter, size=3)
+
+        box = (slice(y0, y1), slice(x0, x1))
+        covered = int(np.count_nonzero(inside & ~self.footprint[box]))
+        self.footprint[box] |= inside
+        self.src_y[box] = np.where(inside, yy - spread * dy, self.src_y[box])
+        self.src_x[box] = np.where(inside, xx - spread * dx, self.src_x[box])
+        darkening = min(look.rim * jit[0], 0.95) * (1.0 - thickness) ** 1.5
+        self.shade[box] = np.where(inside, 1.0 - darkening, self.shade[box])
+        self.glint[box] = np.where(inside, look.highlight * jit[1] * g, self.glint[box])
+        skylight = look.sky * np.clip(0.5 + 0.8 * down, 0.0, 1.0)
+        scattered = np.minimum(look.haze * jit[2] + skylight, 0.95)
+        self.scatter[box] = np.where(inside, scattered, self.scatter[box])
+        return covered
+
+
+def _scatter_drops(rng, p: dict[str, Any], look: _Look, height: int, width: int):
+    """Drops at random until the coverage is reached; returns the maps and the drop count."""
+    maps = _DropMaps(height, width)
+    target = look.coverage * height * width
+    covered = drops = 0
+    log_lo, log_hi = (math.log(r) for r in look.radius_range)
+    while covered < target and drops < int(p["max_drops"]):
+        r = math.exp(rng.uniform(log_lo, log_hi))
+        cy = rng.uniform(-0.3 * r, height - 1 + 0.3 * r)
+        cx = rng.uniform(-0.3 * r, width - 1 + 0.3 * r)
+        shape = int(rng.choice(3, p=p["shape_probs"]))
+        covered += maps.add(rng, _components(rng, cy, cx, r, p, shape), look)
+        drops += 1
+    return maps, drops, covered
+
+
+def _refracted_colour(image: np.ndarray, maps: _DropMaps, look: _Look, ys, xs) -> np.ndarray:
+    """The colour seen through the drops at `(ys, xs)`: refracted scene, scatter, shade, glint."""
+    height, width = image.shape[:2]
+    coords = np.stack([maps.src_y[ys, xs], maps.src_x[ys, xs]])
+    if look.scene_sigma >= 1.0 and height >= 2 * MIN_SIDE and width >= 2 * MIN_SIDE:
+        # The view through a drop is shrunk and blurred anyway: blur (and
+        # sample) it at half resolution, 8 times cheaper. A 2 x 2 mean is
+        # itself a blur of sigma 0.5 px.
+        h2, w2 = height // 2, width // 2
+        scene = image[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2, 3).mean(axis=(1, 3))
+        sigma = math.sqrt(max(look.scene_sigma**2 - 0.25, 0.01)) / 2
+        coords = (coords - 0.5) / 2
+    else:
+        scene, sigma = image, look.scene_sigma
+    if sigma > 0:
+        scene = ndimage.gaussian_filter(scene, sigma=(sigma, sigma, 0.0), mode="nearest")
+    # Light refracted from outside the frame comes from nearest-edge content
+    # (mostly sky above), as a drop's field of view exceeds the camera's.
+    scene = np.ascontiguousarray(np.moveaxis(scene, -1, 0))
+    refracted = np.stack(
+        [ndimage.map_coordinates(channel, coords, order=1, mode="nearest") for channel in scene],
+        axis=-1,
+    )
+    top_strip = image[: max(1, height // 8)].reshape(-1, 3).mean(axis=0)
+    mean = image.reshape(-1, 3).mean(axis=0)
+    ambient = np.clip(0.5 * mean + 0.5 * top_strip + look.brightness, 0, 1)
+    k = maps.scatter[ys, xs, None]
+    shade, glint = maps.shade[ys, xs, None], maps.glint[ys, xs, None]
+    return ((1.0 - k) * refracted + k * ambient) * shade + glint
+
+
+def _composite(image: np.ndarray, maps: _DropMaps, look: _Look, radius: int) -> np.ndarray:
+    """The drop layer over the image, defocused as a whole."""
+    height, width = image.shape[:2]
+    ys, xs = np.nonzero(maps.footprint)
+    layer = np.zeros((height, width, 3), dtype=np.float32)
+    layer[ys, xs] = np.clip(_refracted_colour(image, maps, look, ys, xs), 0.0, 1.0)
+    alpha = maps.footprint.astype(np.float32)
+    if radius > 0:
+        # Defocus of the drop layer as a whole: blur the premultiplied layer
+        # and its coverage with the same truncated kernel.
+        sigma = look.defocus_sigma
+        alpha = ndimage.gaussian_filter(alpha, sigma, mode="reflect", radius=radius)
+        layer = ndimage.gaussian_filter(
+            layer, (sigma, sigma, 0.0), mode="reflect", radius=(radius, radius, 0)
+        )
+    touched = alpha > 0
+    # Where the layer is absent the image is kept as is, bit for bit.
+    layer += image * (1.0 - alpha[..., None])
+    np.clip(layer, 0.0, 1.0, out=layer)
+    return np.where(touched[..., None], layer, image).astype(np.float32, copy=False)
+
+
 def render_raindrops(
     clean: np.ndarray,
     seed: int | np.random.Generator | None = None,
@@ -249,146 +437,18 @@ def render_raindrops(
             f"(the shorter side must be at least {MIN_SIDE} px)."
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-    coverage = _draw(rng, p["coverage"])
-    if not 0.0 <= coverage < 1.0:
-        raise ValueError(f"coverage must be in [0, 1), got {coverage}")
-    r_lo, r_hi = _radius_range(rng, p, short)
-    zoom = _draw(rng, p["zoom"])
-    fisheye = _draw(rng, p["fisheye"])
-    scene_sigma = _draw(rng, p["scene_blur"]) * short
-    defocus_sigma = _draw(rng, p["defocus"]) * short
-    haze = _draw(rng, p["haze"])
-    sky = _draw(rng, p["sky"])
-    brightness = _draw(rng, p["brightness"])
-    rim = _draw(rng, p["rim"])
-    highlight = _draw(rng, p["highlight"])
-    jitter = float(p["jitter"])
-    # One light direction per image, from above: the highlight sits on the
-    # upper side of every drop.
-    light = rng.uniform(-0.9, 0.9) * math.pi / 2 - math.pi / 2
-    glint_y, glint_x = 0.45 * math.sin(light), 0.45 * math.cos(light)
-
-    footprint = np.zeros((height, width), dtype=bool)
-    src_y = np.zeros((height, width), dtype=np.float32)
-    src_x = np.zeros((height, width), dtype=np.float32)
-    shade = np.ones((height, width), dtype=np.float32)
-    glint = np.zeros((height, width), dtype=np.float32)
-    scatter = np.zeros((height, width), dtype=np.float32)
-
-    target = coverage * height * width
-    covered = 0
-    drops = 0
-    log_lo, log_hi = math.log(r_lo), math.log(r_hi)
-    while covered < target and drops < int(p["max_drops"]):
-        r = math.exp(rng.uniform(log_lo, log_hi))
-        cy = rng.uniform(-0.3 * r, height - 1 + 0.3 * r)
-        cx = rng.uniform(-0.3 * r, width - 1 + 0.3 * r)
-        shape = int(rng.choice(3, p=p["shape_probs"]))
-        comps = _components(rng, cy, cx, r, p, shape)
-        drops += 1
-        reach = max(c[2] for c in comps) * 1.1 + 2.0
-        y0 = max(int(math.floor(min(c[0] for c in comps) - reach)), 0)
-        y1 = min(int(math.ceil(max(c[0] for c in comps) + reach)) + 1, height)
-        x0 = max(int(math.floor(min(c[1] for c in comps) - reach)), 0)
-        x1 = min(int(math.ceil(max(c[1] for c in comps) + reach)) + 1, width)
-        if y1 <= y0 or x1 <= x0:
-            continue
-        yy = np.arange(y0, y1, dtype=np.float32)[:, None]
-        xx = np.arange(x0, x1, dtype=np.float32)[None, :]
-
-        if len(comps) == 1:
-            h, dy, dx, g, down = _lens(yy, xx, comps[0], glint_y, glint_x)
-            inside = h > 0
-            if not inside.any():
-                continue
-        else:
-            parts = [_lens(yy, xx, comp, glint_y, glint_x) for comp in comps]
-            h_all = np.stack([part[0] for part in parts])
-            # Smooth union: neighbouring drops merge with a concave neck, each
-            # lobe still acting as its own lens through the softmax weights.
-            top = h_all.max(axis=0)
-            weights = np.exp(_SMOOTH_UNION * (h_all - top))
-            total = weights.sum(axis=0)
-            h = top + np.log(total) / _SMOOTH_UNION
-            inside = h > 0
-            if not inside.any():
-                continue
-            weights /= total
-            dy, dx, g, down = (
-                sum(w * part[i] for w, part in zip(weights, parts)) for i in range(1, 5)
-            )
-        thickness = np.sqrt(np.clip(h, 0.0, 1.0))  # spherical-cap profile
-        # Inverted view, `zoom` times wider, compressed further at the rim.
-        spread = 1.0 + zoom * np.maximum(thickness, 0.15) ** (-fisheye)
-        jit = rng.uniform(1.0 - jitter, 1.0 + jitter, size=3)
-
-        box = (slice(y0, y1), slice(x0, x1))
-        new = inside & ~footprint[box]
-        covered += int(np.count_nonzero(new))
-        footprint[box] |= inside
-        src_y[box] = np.where(inside, yy - spread * dy, src_y[box])
-        src_x[box] = np.where(inside, xx - spread * dx, src_x[box])
-        darkening = min(rim * jit[0], 0.95) * (1.0 - thickness) ** 1.5
-        shade[box] = np.where(inside, 1.0 - darkening, shade[box])
-        glint[box] = np.where(inside, highlight * jit[1] * g, glint[box])
-        skylight = sky * np.clip(0.5 + 0.8 * down, 0.0, 1.0)
-        scattered = np.minimum(haze * jit[2] + skylight, 0.95)
-        scatter[box] = np.where(inside, scattered, scatter[box])
-
-    radius = int(_TRUNCATE * defocus_sigma + 0.5) if defocus_sigma > 0.3 else 0
+    look = _draw_look(rng, p, short)
+    maps, drops, covered = _scatter_drops(rng, p, look, height, width)
+    sigma = look.defocus_sigma
+    radius = int(_TRUNCATE * sigma + 0.5) if sigma > 0.3 else 0
     info = {
-        "coverage_target": coverage,
-        "coverage": float(footprint.mean()),
+        "coverage_target": look.coverage,
+        "coverage": float(maps.footprint.mean()),
         "drops": drops,
-        "defocus_sigma_px": defocus_sigma,
+        "defocus_sigma_px": sigma,
         "defocus_radius": radius,
-        "scene_blur_px": scene_sigma,
-        "zoom": zoom,
+        "scene_blur_px": look.scene_sigma,
+        "zoom": look.zoom,
     }
-    if covered == 0:
-        rainy = image.copy()
-        return (rainy, footprint, info) if return_info else (rainy, footprint)
-
-    ys, xs = np.nonzero(footprint)
-    coords = np.stack([src_y[ys, xs], src_x[ys, xs]])
-    if scene_sigma >= 1.0 and height >= 2 * MIN_SIDE and width >= 2 * MIN_SIDE:
-        # The view through a drop is shrunk and blurred anyway: blur (and
-        # sample) it at half resolution, 8 times cheaper. A 2 x 2 mean is
-        # itself a blur of sigma 0.5 px.
-        h2, w2 = height // 2, width // 2
-        scene = image[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2, 3).mean(axis=(1, 3))
-        sigma = math.sqrt(max(scene_sigma**2 - 0.25, 0.01)) / 2
-        coords = (coords - 0.5) / 2
-    else:
-        scene, sigma = image, scene_sigma
-    if sigma > 0:
-        scene = ndimage.gaussian_filter(scene, sigma=(sigma, sigma, 0.0), mode="nearest")
-    # Light refracted from outside the frame comes from nearest-edge content
-    # (mostly sky above), as a drop's field of view exceeds the camera's.
-    scene = np.ascontiguousarray(np.moveaxis(scene, -1, 0))
-    refracted = np.stack(
-        [ndimage.map_coordinates(channel, coords, order=1, mode="nearest") for channel in scene],
-        axis=-1,
-    )
-    top_strip = image[: max(1, height // 8)].reshape(-1, 3).mean(axis=0)
-    ambient = np.clip(0.5 * image.reshape(-1, 3).mean(axis=0) + 0.5 * top_strip + brightness, 0, 1)
-    k = scatter[ys, xs, None]
-    colour = ((1.0 - k) * refracted + k * ambient) * shade[ys, xs, None] + glint[ys, xs, None]
-
-    layer = np.zeros((height, width, 3), dtype=np.float32)
-    layer[ys, xs] = np.clip(colour, 0.0, 1.0)
-    alpha = footprint.astype(np.float32)
-    if radius > 0:
-        # Defocus of the drop layer as a whole: blur the premultiplied layer
-        # and its coverage with the same truncated kernel.
-        alpha = ndimage.gaussian_filter(alpha, defocus_sigma, mode="reflect", radius=radius)
-        layer = ndimage.gaussian_filter(
-            layer, (defocus_sigma, defocus_sigma, 0.0), mode="reflect", radius=(radius, radius, 0)
-        )
-    touched = alpha > 0
-    # Where the layer is absent the image is kept as is, bit for bit.
-    layer += image * (1.0 - alpha[..., None])
-    np.clip(layer, 0.0, 1.0, out=layer)
-    rainy = np.where(touched[..., None], layer, image).astype(np.float32, copy=False)
-    return (rainy, footprint, info) if return_info else (rainy, footprint)
+    rainy = image.copy() if covered == 0 else _composite(image, maps, look, radius)
+    return (rainy, maps.footprint, info) if return_info else (rainy, maps.footprint)
