@@ -1,0 +1,137 @@
+"""Distillation step time: teacher outputs on the fly (float32, bfloat16) or cached.
+
+In one process, round-robin, on the same batch of rainy crops: one training
+step of the student with cached teacher outputs, and with the teacher run on
+the crops in float32 and in mixed_bfloat16. Also the cost of filling the
+cache (the teacher on one whole frame) and how far the bfloat16 teacher's
+output is from the float32 one (PSNR). From these: how many steps it takes
+for the cache to pay for itself.
+
+    python benchmarks/bench_distill.py --teacher generator.keras --data-dir pairs/ \\
+        --output benchmarks/results/distill_cpu.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--data-dir", required=True, help="rainy frames or Raindrop pairs")
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--crop-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output")
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tf_deraindrop.metrics import psnr
+    from tf_deraindrop.models import LiteGenerator
+    from tf_deraindrop.training.distill import (
+        CropStream,
+        Distiller,
+        FrameStore,
+        find_examples,
+        load_teacher,
+        teacher_in,
+    )
+
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    teacher = load_teacher(args.teacher)
+    examples, paired = find_examples(args.data_dir, "/tmp/bench_distill_frames", 1.0)
+    frames = FrameStore()
+    sizes = [frames.get(e.rainy).shape[:2] for e in examples[:64]]
+    stream = CropStream(examples[:64], frames, args.crop_size, args.batch_size, False, None, sizes)
+    batch = next(stream.batches(seed=0, steps=1))
+
+    teachers = {"float32": teacher, "mixed_bfloat16": teacher_in(teacher, "mixed_bfloat16")}
+    result = teacher.predict_on_batch(batch["rainy"])
+    cached = dict(batch)
+    cached["t_quarter"], cached["t_half"], cached["t_out"] = (
+        np.asarray(o) for o in result["outputs"]
+    )
+    cached["t_attention"] = np.asarray(result["attention"][-1])
+    bf16_out = np.asarray(
+        teachers["mixed_bfloat16"].predict_on_batch(batch["rainy"])["outputs"][-1]
+    )
+    bf16_psnr = psnr(bf16_out, cached["t_out"])
+
+    models = {}
+    for name, t in [("cached", None), *teachers.items()]:
+        keras.utils.set_random_seed(0)
+        model = Distiller(LiteGenerator.from_preset(args.preset), t)
+        model.compile(keras.optimizers.Adam(1e-3))
+        data = cached if t is None else {"rainy": batch["rainy"]}
+        step = tf.function(model.train_step)
+        tensors = {k: tf.constant(v) for k, v in data.items()}
+        models[name] = lambda s=step, d=tensors: s(d)["total"].numpy()
+    frame = frames.get(examples[0].rainy)[None]
+    whole = tf.function(lambda x: teacher(x, training=False)["outputs"][-1])
+    models["teacher, one whole frame"] = lambda: whole(tf.constant(frame)).numpy()
+    for run in models.values():  # warm-up (tracing)
+        run()
+        run()
+    times = {k: [] for k in models}
+    load = os.getloadavg()[0]
+    for _ in range(args.runs):
+        for key, run in models.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    h, w = frame.shape[1:3]
+    say(
+        f"Student {args.preset}, batch {args.batch_size} x {args.crop_size}^2 crops, "
+        f"{args.threads} threads, median of {args.runs} round-robin runs; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
+    say()
+    say("| teacher outputs | s per training step | x cached |")
+    say("|---|---|---|")
+    for key in ("cached", "float32", "mixed_bfloat16"):
+        label = key if key == "cached" else f"on the fly, {key}"
+        say(f"| {label} | {med[key]:.3f} | {med[key] / med['cached']:.1f}x |")
+    fill = med["teacher, one whole frame"]
+    say()
+    say(f"Filling the cache: {fill:.3f} s per {h} x {w} frame (float32 teacher).")
+    for key in ("float32", "mixed_bfloat16"):
+        saved = med[key] - med["cached"]
+        if saved > 0:
+            say(
+                f"Against on the fly in {key}, the cache pays for itself after "
+                f"{fill / saved:.1f} steps per frame ({fill / saved * len(examples):.0f} steps "
+                f"for the {len(examples)} frames of {args.data_dir})."
+            )
+    say(f"bfloat16 teacher output vs float32: {bf16_psnr:.1f} dB PSNR on the batch.")
+    say(f"keras {keras.__version__}, tensorflow {tf.__version__}")
+    if args.output:
+        from tf_deraindrop.weights import atomic_path
+
+        with atomic_path(args.output) as tmp, open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
