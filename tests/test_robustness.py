@@ -232,3 +232,86 @@ def test_write_image_names_the_file_and_leaves_nothing(tmp_path):
     finally:
         os.chmod(folder, 0o700)
     assert not os.listdir(folder)
+
+
+def test_tf_pipeline_reads_turned_photos_upright_like_read_image(tmp_path):
+    # The training pipeline decodes with TensorFlow, which ignores EXIF; a
+    # turned file goes through PIL instead, next to a plain one that stays
+    # native. Both come out as read_image reads them.
+    from tf_deraindrop.data import make_dataset
+    from tf_deraindrop.images import to_uint8
+
+    root = tmp_path / "set"
+    os.makedirs(root / "data")
+    os.makedirs(root / "gt")
+    upright = blocks(48, 64)
+    rotated_jpeg(root / "data" / "0_rain.jpg", upright)
+    Image.fromarray(upright).save(root / "data" / "1_rain.jpg", quality=100, subsampling=0)
+    for k in (0, 1):
+        Image.fromarray(upright).save(root / "gt" / f"{k}_clean.png")
+    ds = make_dataset(root, crop_size=None, batch_size=1, training=False)
+    got = [np.asarray(rainy[0]) for rainy, _, _ in ds]
+    for k, rainy in enumerate(got):
+        expected = to_uint8(read_image(next((root / "data").glob(f"{k}_rain.jpg"))))
+        assert rainy.shape == (48, 64, 3)
+        np.testing.assert_array_equal(np.round(rainy * 255).astype(np.uint8), expected)
+
+
+def _bomb_set(root):
+    os.makedirs(root / "data")
+    os.makedirs(root / "gt")
+    bomb_png(root / "data" / "0_rain.png")
+    Image.fromarray(blocks(16, 16)).save(root / "gt" / "0_clean.png")
+
+
+def test_bomb_in_training_checks_prepare_and_export_names_the_file(tmp_path, capsys):
+    from data_tools import prepare
+    from export.errors import ExportError
+    from export.samples import read_images
+    from tf_deraindrop.data import DatasetError, check_pairs, find_pairs
+
+    _bomb_set(tmp_path / "set")
+    bomb = str(tmp_path / "set" / "data" / "0_rain.png")
+    # Training's up-front checks (train exits 2 with this message).
+    with pytest.raises(DatasetError, match="0_rain.png: 200,000,000 pixels.*decompression bomb"):
+        check_pairs(find_pairs(tmp_path / "set"))
+    # prepare lists it as a problem of the named file (its status for bad files is 1).
+    code = prepare.main(["--data-dir", str(tmp_path / "set"), "--no-masks", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 1 and "0_rain.png" in out.out and "decompression bomb" in out.out
+    # Export's calibration images: skipped with a warning naming it, exit 2 if none is left.
+    with pytest.raises(ExportError, match="none of the 1 calibration images"):
+        read_images([bomb], "calibration")
+    assert f"{bomb}: 200,000,000 pixels" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def authors_checkpoint(tmp_path_factory):
+    from tests.torch_reference import save_random_checkpoint
+
+    path = tmp_path_factory.mktemp("pkl") / "gen.pkl"
+    save_random_checkpoint(path, seed=3)
+    return path
+
+
+def test_convert_official_names_the_file_it_cannot_write(full_disk, authors_checkpoint):
+    folder, limit = full_disk
+    target = folder / "g.keras"
+    proc = run_tool(
+        ["tf_deraindrop.convert_official", str(authors_checkpoint), "-o", str(target)],
+        file_size_limit=limit,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"could not write {target}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not target.exists() and not _real_leftovers(folder)
+
+
+def test_prepare_tfrecords_names_the_file_it_cannot_write(tmp_path, full_disk):
+    folder, limit = full_disk
+    _small_set(tmp_path / "set")
+    args = ["data_tools.prepare", "--data-dir", str(tmp_path / "set"), "--min-size", "8"]
+    args += ["--no-masks", "--contact-pairs", "0", "--quiet", "--tfrecords", str(folder)]
+    proc = run_tool(args, file_size_limit=limit)
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    assert str(folder) in proc.stderr and "Traceback" not in proc.stderr
+    assert not _real_leftovers(folder) and not list(folder.glob("*.tfrecord"))

@@ -62,19 +62,24 @@ class ExampleGraph:
             pairs without a stored mask.
         native: every file is in a format `tf.io.decode_image` reads
             (`TF_DECODABLE`); otherwise PIL decodes them.
+        pil_paths: files PIL decodes even when `native` (those whose EXIF
+            orientation is not upright: TF's decoders ignore it).
 
     Example:
         >>> graph = ExampleGraph(224, True, 0, 30 / 255, {}, native=True)
         >>> rainy, clean, mask = graph.crop_example(0, *graph.load_pair(r, c, b""))
     """
 
-    def __init__(self, crop_size, training, seed, mask_threshold, mask_options, native):
+    def __init__(
+        self, crop_size, training, seed, mask_threshold, mask_options, native, pil_paths=()
+    ):
         self.crop = crop_size
         self.training = training
         self.seed = seed
         self.margin = _mask_margin(mask_options)
         self.mask_fn = _make_mask_fn(mask_threshold, mask_options)
         self.native = native
+        self.pil_paths = tuple(pil_paths)
 
     # Decoding: uint8 images, a (0, 0, 1) placeholder where no mask is stored.
 
@@ -90,10 +95,16 @@ class ExampleGraph:
         return tf.ensure_shape(image, [None, None, channels])
 
     def decode_file(self, path, channels):
-        if self.native:
-            return self.decode_bytes(tf.io.read_file(path), channels)
-        image = tf.numpy_function(_pil_decode(channels), [path], tf.uint8, stateful=False)
-        return tf.ensure_shape(image, [None, None, channels])
+        def pil():
+            image = tf.numpy_function(_pil_decode(channels), [path], tf.uint8, stateful=False)
+            return tf.ensure_shape(image, [None, None, channels])
+
+        if not self.native:
+            return pil()
+        if self.pil_paths:
+            by_pil = tf.reduce_any(tf.equal(path, tf.constant(self.pil_paths)))
+            return tf.cond(by_pil, pil, lambda: self.decode_bytes(tf.io.read_file(path), channels))
+        return self.decode_bytes(tf.io.read_file(path), channels)
 
     def binarize(self, mask):
         return tf.cast(mask > 127, tf.uint8)

@@ -253,17 +253,26 @@ def image_size(path: str) -> tuple[int, int]:
     pixels; a JPEG must end with its end-of-image marker (or else decode
     completely). Both are cheap next to decoding.
 
+    The size is the upright one (EXIF orientation applied, as `read_image`
+    reads the file).
+
     Raises:
-        DatasetError: the file is missing, not an image, or truncated.
+        DatasetError: the file is missing, not an image, truncated, or over
+            `images.MAX_IMAGE_PIXELS` (a decompression bomb).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from tf_deraindrop.images import ImageReadError, open_image, oriented_size
 
     try:
-        with Image.open(path) as img:
-            width, height = img.size
+        with open_image(path) as img:
+            height, width = oriented_size(img)
             fmt = img.format
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from err
+    try:
         if fmt == "PNG":
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.verify()
         elif fmt == "JPEG":
             with open(path, "rb") as f:
@@ -271,8 +280,10 @@ def image_size(path: str) -> tuple[int, int]:
                 tail = f.read()
             if b"\xff\xd9" not in tail:
                 # No end marker near the end: trailing data or truncation; decode to tell.
-                with Image.open(path) as img:
+                with open_image(path) as img:
                     img.load()
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from err
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: no such file") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

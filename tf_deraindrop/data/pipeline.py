@@ -26,6 +26,7 @@ import tensorflow as tf
 from tf_deraindrop.data import records
 from tf_deraindrop.data.examples import TF_DECODABLE, ExampleGraph
 from tf_deraindrop.data.pairs import DatasetError, Pair, check_pairs, find_pairs, is_tfrecord_dir
+from tf_deraindrop.images import ImageReadError, is_turned
 from tf_deraindrop.masks import DEFAULT_THRESHOLD
 
 
@@ -158,12 +159,14 @@ def make_dataset(
     pairs = pairs[shard_index::num_shards]
     if not pairs:
         raise DatasetError(f"Shard {shard_index} of {num_shards} holds no pair.")
-    native = all(
-        os.path.splitext(p)[1].lower() in TF_DECODABLE
-        for pair in pairs
-        for p in (pair.rainy, pair.clean, pair.mask)
-        if p is not None
-    )
+    files = [p for pair in pairs for p in (pair.rainy, pair.clean, pair.mask) if p is not None]
+    native = all(os.path.splitext(p)[1].lower() in TF_DECODABLE for p in files)
+    # A photo stored turned, with an EXIF tag saying so, is read upright by
+    # PIL (read_image); TF's decoders would give it sideways.
+    try:
+        turned = [p for p in files if native and is_turned(p)]
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from err
     paths = tf.data.Dataset.from_tensor_slices(
         (
             [p.rainy for p in pairs],
@@ -171,7 +174,8 @@ def make_dataset(
             [p.mask or "" for p in pairs],
         )
     )
-    return _finish(paths, ExampleGraph(*graph_args, native=native), n=len(pairs), **stream)
+    graph = ExampleGraph(*graph_args, native=native, pil_paths=turned)
+    return _finish(paths, graph, n=len(pairs), **stream)
 
 
 def _finish(paths, pipe, *, n, training, batch_size, seed, shuffle_buffer, cache, skip_bad, skip):

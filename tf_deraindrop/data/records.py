@@ -191,6 +191,8 @@ def write_tfrecords(
     Raises:
         ValueError: a pair is bad (the message names it); no shard is left
             behind under a final name in that case.
+        OSError: a shard could not be written (full disk, say), naming it;
+            no shard and no temporary file is left behind.
 
     Example:
         >>> write_tfrecords([("data/0_rain.png", "gt/0_clean.png")], "records", num_shards=1)
@@ -201,18 +203,25 @@ def write_tfrecords(
     out_dir.mkdir(parents=True, exist_ok=True)
     finals = [out_dir / shard_name(prefix, s, num_shards) for s in range(num_shards)]
     total = len(pairs) if hasattr(pairs, "__len__") else None
-    with contextlib.ExitStack() as stack:
-        # Every shard is renamed only once all are written; on an error none is.
-        temps = [stack.enter_context(atomic_path(path)) for path in finals]
-        writers = [stack.enter_context(tf.io.TFRecordWriter(path)) for path in temps]
-        bar = tqdm(pairs, total=total, desc="tfrecords", unit="pair", disable=not progress)
-        for i, item in enumerate(bar):
-            pair = _as_pair(item, i)
-            writers[i % num_shards].write(
-                encode_example(
-                    pair["rainy"], pair["clean"], pair.get("mask"), pair["name"], mask_kwargs
+    temps: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            # Every shard is renamed only once all are written; on an error none is.
+            temps = [stack.enter_context(atomic_path(path)) for path in finals]
+            writers = [stack.enter_context(tf.io.TFRecordWriter(path)) for path in temps]
+            bar = tqdm(pairs, total=total, desc="tfrecords", unit="pair", disable=not progress)
+            for i, item in enumerate(bar):
+                pair = _as_pair(item, i)
+                writers[i % num_shards].write(
+                    encode_example(
+                        pair["rainy"], pair["clean"], pair.get("mask"), pair["name"], mask_kwargs
+                    )
                 )
-            )
+    except tf.errors.OpError as err:
+        # TensorFlow's write errors (a full disk is ResourceExhaustedError)
+        # name the temporary file: name the shard instead.
+        shard = next((f for f, t in zip(finals, temps) if t in err.message), out_dir)
+        raise OSError(f"{shard}: could not be written ({err.message.split('; ')[-1]})") from err
     return finals
 
 
