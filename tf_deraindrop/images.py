@@ -93,6 +93,32 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
     return (width, height) if exif_orientation(img) >= 5 else (height, width)
 
 
+_TURNED: dict[tuple[str, int, int], bool] = {}
+
+
+def is_turned(path: str | os.PathLike) -> bool:
+    """True when a file's EXIF orientation is not upright (it must be read by `read_image`).
+
+    Decoders that ignore EXIF (`tf.io.decode_image`) would give such a file
+    sideways or mirrored. The answer is remembered per file (path, size and
+    modification time), so the header checks of a dataset and the pipeline
+    that follows open each header once.
+
+    Raises:
+        ImageReadError: as `open_image`.
+    """
+    path = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: no such file") from err
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _TURNED:
+        with open_image(path) as img:
+            _TURNED[key] = exif_orientation(img) != 1
+    return _TURNED[key]
+
+
 def to_float_rgb(image: np.ndarray) -> np.ndarray:
     """Any common image array as float32 RGB `(H, W, 3)` in [0, 1].
 
