@@ -315,3 +315,26 @@ def test_prepare_tfrecords_names_the_file_it_cannot_write(tmp_path, full_disk):
     assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
     assert str(folder) in proc.stderr and "Traceback" not in proc.stderr
     assert not _real_leftovers(folder) and not list(folder.glob("*.tfrecord"))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_partials_of_killed_runs_are_removed_live_ones_kept(tmp_path, capsys):
+    from tf_deraindrop import evaluate
+
+    _small_set(tmp_path / "set")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".results.partial{_dead_pid()}.csv"  # kill -9 during a write
+    live = out / f".other.partial{os.getpid()}.csv"  # a writer still at work
+    other = out / ".notes.txt"
+    for path in (stale, live, other):
+        path.write_text("")
+    args = ["--input-only", "--data-dir", str(tmp_path / "set"), "--no-progress"]
+    assert evaluate.main(args + ["--csv", str(out / "results.csv")]) == 0
+    assert not stale.exists() and live.exists() and other.exists()
+    assert (out / "results.csv").is_file()

@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -28,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, CheckpointError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from tf_deraindrop.weights import atomic_path
+    from tf_deraindrop.weights import atomic_path, remove_stale_partials
 
+    # What a killed earlier run left beside the output goes first.
+    remove_stale_partials(os.path.dirname(os.path.abspath(args.output)))
     try:
         # A full disk or a missing permission: name the file, leave no partial.
         with atomic_path(args.output) as tmp:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -113,8 +114,10 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
     Raises:
         OSError: the file could not be written (no temporary is left behind).
     """
-    from tf_deraindrop.weights import atomic_path
+    from tf_deraindrop.weights import atomic_path, remove_stale_partials
 
+    # What a killed earlier run left beside the file goes first.
+    remove_stale_partials(os.path.dirname(os.path.abspath(path)))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)

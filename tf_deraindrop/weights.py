@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -48,6 +49,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.lexists(tmp):
             os.remove(tmp)
+
+
+#: `atomic_path`'s temporary names: `.<base>.partial<pid><suffix>`.
+_PARTIAL_NAME = re.compile(r"^\..+\.partial(?P<pid>\d+)(\.[^.]*)?$")
+
+
+def remove_stale_partials(directory: str | os.PathLike) -> list[str]:
+    """Removes the temporaries `atomic_path` left in `directory` when its writer was killed.
+
+    A temporary is stale when the process in its name no longer runs on
+    this machine (`kill -9`, a power cut); those of live writers are kept.
+    Returns the paths removed. Errors (a folder that is not there) are ignored.
+
+    Example:
+        >>> remove_stale_partials("derained/")  # doctest: +SKIP
+        ['derained/.photo.partial4242.png']
+    """
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _PARTIAL_NAME.match(name)
+        if not match or _running(int(match["pid"])):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid at all: keep it)
+    return True
 
 
 def float32_generator(generator, copy: bool = False):
