@@ -8,6 +8,11 @@ user's own, or by default the real photos that ship with scikit-image.
 Usage:
     python -m data_tools.synthesize --out-dir data/synthetic --pairs-per-image 4 --seed 0
     python -m data_tools.synthesize --clean-dir my_photos --out-dir O --size 480 720
+    python -m data_tools.synthesize --clean-dir dry_drives/ --every 10 --out-dir O --size 480 720
+
+`--clean-dir` may hold videos too (dry-weather dashcam footage, say), or be
+one: a frame every `--every` seconds of each is a clean photo (the first
+frame at or after each multiple, named `<video>_<time>ms`).
 
 Each pair's drops depend only on `(seed, image index, pair index)`, so a run
 is reproducible and a larger `--pairs-per-image` keeps the first pairs.
@@ -34,6 +39,7 @@ from tf_deraindrop.images import (
     to_uint8,
     write_image,
 )
+from tf_deraindrop.video import VideoError
 
 # Colour photographs bundled with scikit-image (no download needed).
 _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
@@ -41,6 +47,94 @@ _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
 
 class SynthesisError(ValueError):
     """Bad input to the synthesis; the message names the file or folder."""
+
+
+#: Default of `--every`: seconds between the frames taken from a video.
+DEFAULT_EVERY = 5.0
+
+
+class VideoFrameRef:
+    """A frame of a video, decoded when read: the first frame at or after `time` seconds.
+
+    Example:
+        >>> VideoFrameRef("drive.mp4", 10.0).read().shape  # doctest: +SKIP
+        (720, 1280, 3)
+    """
+
+    def __init__(self, path: str | os.PathLike, time: float):
+        self.path, self.time = Path(path), float(time)
+
+    def __str__(self) -> str:
+        return f"{self.path} at {self.time:.2f} s"
+
+    def read(self) -> np.ndarray:
+        """The frame as float32 RGB in [0, 1].
+
+        Raises:
+            VideoError: the video is unreadable or has no frame there.
+        """
+        from tf_deraindrop.video import iter_frames
+
+        frame = next(iter_frames(self.path, start=self.time), None)
+        if frame is None:
+            raise VideoError(f"{self}: no frame decodes there", str(self.path))
+        return to_float_rgb(frame.image)
+
+
+def video_frames(path: str | os.PathLike, every: float = DEFAULT_EVERY) -> list[tuple[str, object]]:
+    """`(name, VideoFrameRef)` for a frame every `every` seconds of a video.
+
+    Raises:
+        VideoError: not a usable video (the message names it).
+    """
+    from data_tools.frames import frame_name
+    from tf_deraindrop.video import iter_frames, probe
+
+    if not every > 0:
+        raise SynthesisError(f"--every {every}: must be more than 0 seconds")
+    path = Path(path)
+    info = probe(path)
+    if info.duration is not None:
+        # The last frame starts a frame's duration before the end.
+        last = info.duration - (1.0 / float(info.rate) if info.rate else 0.0)
+        times = [k * every for k in range(int(max(0.0, last) // every) + 1)]
+    else:  # no duration in the header: find the frames by decoding once
+        times = [frame.time for frame in iter_frames(path, every=every)]
+    return [(frame_name(path.stem, t, ""), VideoFrameRef(path, t)) for t in times]
+
+
+def clean_sources(
+    directory: str | os.PathLike, every: float = DEFAULT_EVERY
+) -> tuple[list[tuple[str, object]], list[tuple[Path, str]]]:
+    """The clean photos of a folder (or one video): images, and frames of its videos.
+
+    Returns:
+        `(sources, skipped)`: `(name, Path or VideoFrameRef)` in file-name
+        order, and `(path, reason)` for the files that are neither.
+
+    Raises:
+        SynthesisError: the folder does not exist.
+    """
+    if Path(directory).is_file():
+        try:
+            return video_frames(directory, every), []
+        except VideoError as err:
+            raise SynthesisError(str(err)) from err
+    images, others = list_images(directory)
+    sources = [(p.stem, p) for p in images]
+    skipped = []
+    from tf_deraindrop.video import VIDEO_SUFFIXES
+
+    for path in others:
+        try:
+            sources += video_frames(path, every)
+        except VideoError as err:
+            # A file named as a video says what is wrong with it; others are just not photos.
+            video = path.suffix.lower() in VIDEO_SUFFIXES
+            skipped.append((path, str(err) if video else "not an image or a video file"))
+    order = {p: i for i, p in enumerate(sorted(images + others))}
+    sources.sort(key=lambda item: order[getattr(item[1], "path", item[1])])
+    return sources, skipped
 
 
 def default_clean_images() -> list[tuple[str, np.ndarray]]:
@@ -125,16 +219,16 @@ def list_images(directory: str | os.PathLike) -> tuple[list[Path], list[Path]]:
 
 
 def _as_sources(
-    clean_images: str | os.PathLike | Iterable | None,
+    clean_images: str | os.PathLike | Iterable | None, every: float = DEFAULT_EVERY
 ) -> list[tuple[str, object]]:
-    """`(name, array or path)` for every clean image input form."""
+    """`(name, array, path or VideoFrameRef)` for every clean image input form."""
     if clean_images is None:
         return list(default_clean_images())
     if isinstance(clean_images, (str, os.PathLike)):
-        paths, _ = list_images(clean_images)
-        if not paths:
-            raise SynthesisError(f"{clean_images}: no image files in this folder")
-        return [(p.stem, p) for p in paths]
+        sources, _ = clean_sources(clean_images, every)
+        if not sources:
+            raise SynthesisError(f"{clean_images}: no image or video files in this folder")
+        return sources
     sources = []
     for i, item in enumerate(clean_images):
         if isinstance(item, (str, os.PathLike)):
@@ -157,14 +251,16 @@ def synthesize_dataset(
     progress: bool = True,
     start_index: int = 0,
     on_error: str = "raise",
+    every: float = DEFAULT_EVERY,
     **params,
 ) -> int:
     """Writes synthetic pairs in the Raindrop layout.
 
     Args:
         out_dir: output folder; `data/`, `gt/` and `mask/` are created in it.
-        clean_images: None for `default_clean_images()`; a folder of images;
-            or a list of paths, arrays, or `(name, array)` tuples.
+        clean_images: None for `default_clean_images()`; a folder of images
+            and videos, or a video; or a list of paths, arrays, `(name, array)`
+            or `(name, VideoFrameRef)` tuples.
         pairs_per_image: rainy versions rendered per clean image.
         seed: base seed; pair `j` of image `i` uses the seed `(seed, i, j)`.
         size: `(H, W)` to resize and crop every clean photo to first (with a
@@ -173,6 +269,7 @@ def synthesize_dataset(
         start_index: number `k` of the first pair.
         on_error: `"raise"` to stop at the first bad image, `"skip"` to print a
             message naming it on stderr and go on.
+        every: seconds between the frames taken from each video of a folder.
         **params: raindrop parameters passed to `render_raindrops`.
 
     Returns:
@@ -192,7 +289,7 @@ def synthesize_dataset(
     if size is not None and min(size) < MIN_SIDE:
         raise SynthesisError(f"size {tuple(size)} is too small: both sides must be >= {MIN_SIDE}")
     check_params(**params)  # before anything is created
-    sources = _as_sources(clean_images)
+    sources = _as_sources(clean_images, every)
     out_dir = Path(out_dir)
     for sub in ("data", "gt", "mask"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -210,16 +307,20 @@ def synthesize_dataset(
             try:
                 if isinstance(source, Path):
                     photo = read_image(source)
+                elif isinstance(source, VideoFrameRef):
+                    photo = source.read()
                 else:
                     photo = to_float_rgb(source)
                 if size is None and min(photo.shape[:2]) < MIN_SIDE:
                     raise SynthesisError(
-                        f"{source if isinstance(source, Path) else name}: image of "
+                        f"{name if isinstance(source, np.ndarray) else source}: image of "
                         f"{photo.shape[1]} x {photo.shape[0]} px is too small for raindrops "
                         f"(the shorter side must be at least {MIN_SIDE} px)"
                     )
             except (ImageReadError, ValueError) as err:
-                named = isinstance(err, (ImageReadError, SynthesisError))
+                named = isinstance(err, (ImageReadError, SynthesisError)) or hasattr(
+                    err, "is_image"
+                )
                 message = str(err) if named else f"{name}: {err}"
                 if on_error == "raise":
                     raise SynthesisError(message) from err
@@ -251,7 +352,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--clean-dir",
-        help="folder of clean photos (default: the photos shipped with scikit-image)",
+        help="folder of clean photos and videos, or a video (default: the photos shipped "
+        "with scikit-image)",
+    )
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=DEFAULT_EVERY,
+        help=f"seconds between the frames taken from videos (default: {DEFAULT_EVERY:g})",
     )
     parser.add_argument("--out-dir", required=True, help="output folder")
     parser.add_argument("--pairs-per-image", type=int, default=4, help="default: 4")
@@ -298,12 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.clean_dir is None:
             clean = default_clean_images()
         else:
-            paths, others = list_images(args.clean_dir)
-            for other in others:
-                print(f"skipped: {other}: not an image file", file=sys.stderr)
-            if not paths:
-                raise SynthesisError(f"{args.clean_dir}: no image files in this folder")
-            clean = paths
+            if not args.every > 0:
+                raise SynthesisError(f"--every {args.every}: must be more than 0 seconds")
+            clean, skipped = clean_sources(args.clean_dir, args.every)
+            for other, reason in skipped:
+                print(
+                    f"skipped: {reason if str(other) in reason else f'{other}: {reason}'}",
+                    file=sys.stderr,
+                )
+            if not clean:
+                raise SynthesisError(f"{args.clean_dir}: no image or video files in this folder")
         count = synthesize_dataset(
             args.out_dir,
             clean_images=clean,

@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.predict`: files and folders in, derained PNGs (and heat maps) out."""
+"""`python -m tf_deraindrop.predict`: files and folders in, derained PNGs and videos out."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     _image(rng).save(single)
     out = tmp_path / "out"
     argv = ["--weights", str(generator_file), str(folder), str(single), "--output", str(out)]
-    assert predict.main(argv + ["--save-attention"]) == 0
+    assert predict.main(argv + ["--save-attention", "--precision", "float32"]) == 0
     written = sorted(os.listdir(out))
     assert written == sorted(
         [f"{n}.png" for n in "abc"]
@@ -51,6 +51,39 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(out / "b.png")), expected)
     heat = np.asarray(Image.open(out / "b_attention.png"))
     np.testing.assert_array_equal(heat, predict.attention_heatmap(attention))
+
+
+def test_images_and_a_video_in_one_folder(tmp_path, generator_file, capsys):
+    from tests.video_helpers import decode, make_video
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _image(rng).save(folder / "photo.png")
+    make_video(folder / "clip.mov", frames=4, size=(32, 48))
+    (folder / "clip.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nnot a picture\n")
+    out = tmp_path / "out"
+    argv = ["--weights", str(generator_file), str(folder), "-o", str(out), "--compare"]
+    assert predict.main(argv) == 0
+    assert "Wrote 1 derained image and 1 derained video" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == [
+        "clip.mp4",
+        "clip_compare.mp4",
+        "photo.png",
+        "photo_compare.png",
+    ]
+    with Image.open(out / "photo_compare.png") as img:
+        assert img.size == (2 * SIZE[1] + 4, SIZE[0])
+    frames, _ = decode(out / "clip.mp4")
+    assert len(frames) == 4 and frames[0].shape == (32, 48, 3)
+
+    # A second run refuses to replace them, before the model loads; --overwrite replaces.
+    missing = ["--weights", str(tmp_path / "missing.keras"), str(folder), "-o", str(out)]
+    assert predict.main(missing) == 2
+    assert "already exist; pass --overwrite" in capsys.readouterr().err
+    before = (out / "photo.png").stat().st_mtime_ns
+    assert predict.main(argv + ["--overwrite", "--no-progress"]) == 0
+    assert (out / "photo.png").stat().st_mtime_ns != before
 
 
 def test_heatmap_scale():
@@ -100,6 +133,6 @@ def test_unreadable_image_is_reported_and_the_rest_written(tmp_path, generator_f
     out = tmp_path / "out"
     assert predict.main(["--weights", str(generator_file), str(folder), "-o", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "broken.jpg: not a readable image" in err and "1 of 2 inputs" in err
+    assert "broken.jpg: not a readable image" in err and "1 of 2 images" in err
     assert "Traceback" not in err
     assert sorted(os.listdir(out)) == ["good.png"]

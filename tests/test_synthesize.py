@@ -72,7 +72,7 @@ def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
     argv = ["--clean-dir", str(photos), "--out-dir", str(out), "--pairs-per-image", "1"]
     assert synthesize.main(argv + ["--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "notes.txt: not an image file" in err
+    assert "notes.txt: not an image or a video file" in err
     assert "broken.jpg" in err and "error:" in err
 
     assert synthesize.main(argv + ["--quiet", "--keep-going"]) == 1
@@ -86,7 +86,7 @@ def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert synthesize.main(["--clean-dir", str(empty), "--out-dir", str(out)]) == 2
-    assert "no image files" in capsys.readouterr().err
+    assert "no image or video files" in capsys.readouterr().err
     missing = str(tmp_path / "missing")
     assert synthesize.main(["--clean-dir", missing, "--out-dir", str(out)]) == 2
     assert "missing: no such folder" in capsys.readouterr().err
@@ -101,3 +101,34 @@ def test_bad_arguments():
         synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], drops=3)
     with pytest.raises(SynthesisError, match="pairs_per_image"):
         synthesize_dataset("/nonexistent", [np.zeros((64, 64, 3))], pairs_per_image=0)
+
+
+def test_clean_dir_with_a_video_takes_a_frame_every_n_seconds(tmp_path, capsys):
+    from tests.video_helpers import decode, make_video
+    from tf_deraindrop.images import to_float_rgb
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    # 24 frames at 24 fps: frames at 0, 0.25, 0.5 and 0.75 s with --every 0.25.
+    make_video(photos / "drive.mp4", frames=24, size=(40, 48))
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / "a.png")
+    (photos / "broken.mov").write_bytes(b"not a video")
+    out = tmp_path / "out"
+    argv = ["--clean-dir", str(photos), "--out-dir", str(out), "--pairs-per-image", "1"]
+    assert synthesize.main(argv + ["--every", "0.25", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "broken.mov: not a video FFmpeg can read" in err
+    assert len(list((out / "gt").iterdir())) == 5
+    # In file-name order: a.png, then the video's frames at 0, 0.25, 0.5, 0.75 s.
+    frames, _ = decode(photos / "drive.mp4")
+    for k, index in enumerate([0, 6, 12, 18], start=1):
+        gt = read_image(out / "gt" / f"{k}_clean.png")
+        np.testing.assert_allclose(gt, to_float_rgb(frames[index]), atol=1 / 255)
+    assert synthesize.main(argv + ["--every", "0", "--quiet"]) == 2
+    assert "--every 0" in capsys.readouterr().err
+
+    # --clean-dir may be the video itself.
+    sources, skipped = synthesize.clean_sources(photos / "drive.mp4", every=0.5)
+    assert [name for name, _ in sources] == ["drive_00000000ms", "drive_00000500ms"]
+    assert skipped == []

@@ -1,13 +1,27 @@
-"""Remove raindrops from image files or folders of images.
+"""Remove raindrops from images and videos: files or folders, any size.
 
-Every input is derained at its own size (`tf_deraindrop.derain` pads to a
-multiple of 4 by reflection and crops back). Outputs are PNG files named
-after the inputs (`photo.jpg` -> `DIR/photo.png`); with `--save-attention`
-the final attention map `A_N` is saved beside it as a heat map
-(`DIR/photo_attention.png`, black for 0 through red to pale yellow for 1).
+Every image is derained at its own size (`tf_deraindrop.derain` pads to a
+multiple of 4 by reflection and crops back) into a PNG named after it
+(`photo.jpg` -> `DIR/photo.png`). A video (recognised by what FFmpeg finds
+in the file, not by its extension) is derained frame by frame into a video
+of the same name (`drive.mov` -> `DIR/drive.mp4`, H.264; `--codec ffv1`:
+lossless, `DIR/drive.mkv`) with the input's frames, timestamps, size,
+rotation and audio (`tf_deraindrop.video`).
+
+`--save-attention` adds the final attention map `A_N` as a heat map
+(`photo_attention.png`, `drive_attention.mp4`: black for 0 through red to
+pale yellow for 1, `tf_deraindrop.visualize`); `--compare` adds rainy |
+derained side by side (`photo_compare.png`, `drive_compare.mp4`).
+
+The weights are a `.keras` generator, `.weights.h5`, the authors' `gen.pkl`,
+or a `.tflite` export (run by `LiteDerainer`, `--threads`).
+
+Exit status: 0 done; 1 some input failed (unreadable image, truncated video
+written as far as it decodes, full disk); 2 bad input or weights, found
+before the model loads; 130 interrupted.
 
 Usage:
-    python -m tf_deraindrop.predict --weights generator.keras rainy.jpg more/ --output derained/
+    python -m tf_deraindrop.predict --weights generator.keras rainy.jpg drive.mp4 more/ -o out/
 """
 
 from __future__ import annotations
@@ -16,193 +30,437 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
+from tf_deraindrop.visualize import attention_heatmap, side_by_side
 
-# Anchors of the heat map (value, R, G, B): black, purple, red, orange, pale
-# yellow. Monotonic in brightness, so it reads in gray print too.
-_HEAT_ANCHORS = np.array(
-    [
-        [0.00, 0, 0, 4],
-        [0.25, 80, 18, 123],
-        [0.50, 182, 54, 84],
-        [0.75, 251, 136, 25],
-        [1.00, 252, 253, 191],
-    ],
-    dtype=np.float64,
-)
+__all__ = ["attention_heatmap", "main", "Job", "InputError", "collect_inputs", "plan_jobs"]
 
 
 class InputError(ValueError):
-    """A missing input, an empty folder, or output names that collide."""
+    """A missing input, an empty folder, output names that collide, or an existing output."""
 
 
-def attention_heatmap(attention: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
-    """An attention map `(H, W)` as a uint8 RGB heat map `(H, W, 3)`.
+@dataclass
+class Job:
+    """One input and what it becomes.
 
-    The map has no sigmoid (docs/architecture.md, section 2) and is trained towards the 0/1
-    mask, so values are shown on the fixed scale `[vmin, vmax]` and clipped,
-    which keeps maps of different images comparable.
-
-    Example:
-        >>> attention_heatmap(np.array([[0.0, 1.0]])).shape
-        (1, 2, 3)
+    Attributes:
+        path: the input file.
+        info: a `VideoInfo` for a video, None for an image.
+        outputs: `"output"`, and `"attention"` / `"compare"` when asked, to paths.
+        notes: what the video's output changes (container, pixel format).
     """
-    attention = np.asarray(attention, dtype=np.float64)
-    if attention.ndim == 3 and attention.shape[-1] == 1:
-        attention = attention[..., 0]
-    if attention.ndim != 2:
-        raise ValueError(f"Expected an attention map (H, W); got shape {attention.shape}.")
-    t = np.clip((attention - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
-    t = np.nan_to_num(t, nan=0.0)
-    channels = [np.interp(t, _HEAT_ANCHORS[:, 0], _HEAT_ANCHORS[:, c]) for c in (1, 2, 3)]
-    return np.clip(np.round(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+
+    path: str
+    info: object = None
+    outputs: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def is_video(self) -> bool:
+        return self.info is not None
 
 
-def collect_inputs(inputs: Sequence[str]) -> list[str]:
-    """Image files from files and folders (a folder's images, sorted, not recursive).
+def _classify(path: str, listed: bool):
+    """`(path, None)` for an image, `(path, VideoInfo)` for a video, None to skip.
 
     Raises:
-        InputError: an input does not exist, or a folder holds no image.
+        InputError: an explicit file (or a folder's file with a video
+            extension) that is neither an image nor a usable video.
     """
     from tf_deraindrop.images import IMAGE_SUFFIXES
+    from tf_deraindrop.video import VIDEO_SUFFIXES, VideoError, probe
 
-    files: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, name)
-                for name in os.listdir(item)
-                if not name.startswith(".")
-                and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
-                and os.path.isfile(os.path.join(item, name))
-            )
-            if not found:
-                raise InputError(f"{item}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}).")
-            files.extend(found)
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            raise InputError(f"{item}: no such file or folder.")
-    return files
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in IMAGE_SUFFIXES:
+        return path, None
+    try:
+        return path, probe(path)
+    except VideoError as err:
+        if err.is_image:
+            return path, None
+        if listed and suffix not in VIDEO_SUFFIXES:
+            return None  # a folder's notes, sidecar files and the like
+        raise InputError(str(err)) from err
 
 
-def output_names(files: Sequence[str], output_dir: str) -> list[str]:
-    """`output_dir/<stem>.png` for every input, refusing collisions and overwriting inputs.
+def collect_inputs(inputs: Sequence[str]) -> list[tuple[str, object]]:
+    """Images and videos from files and folders (a folder's, sorted, not recursive).
+
+    Returns:
+        `(path, None)` for each image and `(path, VideoInfo)` for each video.
 
     Raises:
-        InputError: two inputs would give the same output, or an output would
-            replace an input.
+        InputError: an input does not exist, a folder holds no image or video,
+            or a file is not an image nor a video FFmpeg can read.
     """
-    outputs, seen = [], {}
-    inputs = {os.path.realpath(f) for f in files}
-    for path in files:
+    items: list[tuple[str, object]] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for name in sorted(os.listdir(item)):
+                path = os.path.join(item, name)
+                if name.startswith(".") or not os.path.isfile(path):
+                    continue
+                entry = _classify(path, listed=True)
+                if entry is not None:
+                    found.append(entry)
+            if not found:
+                raise InputError(f"{item}: no images or videos in this folder.")
+            items.extend(found)
+        elif os.path.isfile(item):
+            items.append(_classify(item, listed=False))
+        else:
+            raise InputError(f"{item}: no such file or folder.")
+    return items
+
+
+def plan_jobs(
+    items: Sequence[tuple[str, object]],
+    output_dir: str,
+    encoder=None,
+    save_attention: bool = False,
+    compare: bool = False,
+    overwrite: bool = False,
+    audio: bool = True,
+) -> list[Job]:
+    """Output names for every input, refusing collisions, inputs and existing files.
+
+    Raises:
+        InputError: two inputs would give the same output, an output would
+            replace an input, or an output exists and `overwrite` is False.
+    """
+    from tf_deraindrop.video import plan_output
+
+    jobs, seen = [], {}
+    inputs = {os.path.realpath(path): path for path, _ in items}
+    existing = []
+    for path, info in items:
         stem = os.path.splitext(os.path.basename(path))[0]
-        out = os.path.join(output_dir, f"{stem}.png")
-        key = os.path.realpath(out)
-        if key in seen:
-            raise InputError(
-                f"{seen[key]} and {path} would both be written to {out}; "
-                "run them separately or rename one."
-            )
-        if key in inputs:
-            raise InputError(f"{out} would overwrite the input {path}; choose another --output.")
-        seen[key] = path
-        outputs.append(out)
-    return outputs
+        job = Job(path, info)
+        extension = ".png"
+        if info is not None:
+            plan = plan_output(info, encoder, audio=audio)
+            extension, job.notes = plan.extension, plan.notes
+        job.outputs["output"] = os.path.join(output_dir, stem + extension)
+        if save_attention:
+            job.outputs["attention"] = os.path.join(output_dir, f"{stem}_attention{extension}")
+        if compare:
+            job.outputs["compare"] = os.path.join(output_dir, f"{stem}_compare{extension}")
+        for out in job.outputs.values():
+            key = os.path.realpath(out)
+            if key in seen:
+                raise InputError(
+                    f"{seen[key]} and {path} would both be written to {out}; "
+                    "run them separately or rename one."
+                )
+            if key in inputs:
+                raise InputError(
+                    f"{out} would overwrite the input {inputs[key]}; choose another --output."
+                )
+            if os.path.lexists(out):
+                existing.append(out)
+            seen[key] = path
+        jobs.append(job)
+    if existing and not overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise InputError(
+            f"{', '.join(existing[:3])}{more} already exist; pass --overwrite to replace them."
+        )
+    return jobs
 
 
 def attention_name(output: str) -> str:
     """`DIR/photo.png` -> `DIR/photo_attention.png`."""
-    base, _ = os.path.splitext(output)
-    return f"{base}_attention.png"
+    base, ext = os.path.splitext(output)
+    return f"{base}_attention{ext or '.png'}"
+
+
+def _image_derainer(model, derain_options: dict):
+    """`f(image, return_attention) -> derained or (derained, attention)` for any engine."""
+    if hasattr(model, "derain") and not hasattr(model, "predict_on_batch"):
+        return lambda image, attention: model.derain(image, return_attention=attention)
+    from tf_deraindrop.inference import derain
+
+    return lambda image, attention: derain(
+        model, image, return_attention=attention, **derain_options
+    )
 
 
 def predict_files(
     generator,
-    files: Sequence[str],
-    outputs: Sequence[str],
-    save_attention: bool = False,
+    jobs: Sequence[Job],
     progress: bool = True,
+    derain_options: dict | None = None,
 ) -> list[tuple[str, str]]:
-    """Derains each file into its output; returns `(path, reason)` of the ones that failed.
+    """Derains each image job into its outputs; returns `(path, reason)` of the ones that failed.
 
     An unreadable image is reported and skipped so that one bad file does not
     lose the rest of a folder.
     """
     from tqdm import tqdm
 
-    from tf_deraindrop.images import ImageReadError, read_image, write_image
-    from tf_deraindrop.inference import derain
+    from tf_deraindrop.images import ImageReadError, read_image, to_uint8, write_image
 
+    run = _image_derainer(generator, derain_options or {})
     failed = []
-    for path, out in tqdm(
-        list(zip(files, outputs)),
-        desc="derain",
-        unit="image",
-        disable=not progress,
-        file=sys.stderr,
-    ):
+    for job in tqdm(jobs, desc="derain", unit="image", disable=not progress, file=sys.stderr):
         try:
-            image = read_image(path)
+            image = read_image(job.path)
         except ImageReadError as err:
-            failed.append((path, str(err)))
+            failed.append((job.path, str(err)))
             continue
-        if save_attention:
-            derained, attention = derain(generator, image, return_attention=True)
-            write_image(attention_name(out), attention_heatmap(attention))
+        if "attention" in job.outputs:
+            derained, attention = run(image, True)
+            write_image(job.outputs["attention"], attention_heatmap(attention))
         else:
-            derained = derain(generator, image)
-        write_image(out, derained)
+            derained = run(image, False)
+        if "compare" in job.outputs:
+            write_image(job.outputs["compare"], side_by_side([to_uint8(image), derained]))
+        write_image(job.outputs["output"], derained)
     return failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def load_model(weights: str, threads: int | None = None, low_memory: bool = False):
+    """A `LiteDerainer` for a `.tflite` file, else the generator (`load_generator_weights`).
+
+    Raises:
+        WeightsError: missing or unreadable weights (the message names the file).
+    """
+    from tf_deraindrop.weights import WeightsError
+
+    if weights.lower().endswith(".tflite"):
+        from tf_deraindrop.lite import LiteDerainer, LiteModelError
+
+        try:
+            return LiteDerainer(weights, threads=threads, low_memory=low_memory)
+        except LiteModelError as err:
+            raise WeightsError(str(err)) from err
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    from tf_deraindrop.weights import load_generator_weights
+
+    return load_generator_weights(weights)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tf_deraindrop.predict",
-        description="Remove raindrops from images (files or folders), any size.",
+        description="Remove raindrops from images and videos (files or folders), any size.",
     )
     parser.add_argument(
-        "--weights", required=True, help="generator: .keras, .weights.h5 or the authors' gen.pkl"
+        "--weights",
+        required=True,
+        help="generator: .keras, .weights.h5, the authors' gen.pkl, or a .tflite export",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--output", "-o", required=True, help="folder for the derained PNGs")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them"
+    )
+    parser.add_argument("--output", "-o", required=True, help="folder for the derained files")
     parser.add_argument(
         "--save-attention",
         action="store_true",
-        help="also save the final attention map as a heat map, <name>_attention.png",
+        help="also save the final attention map as a heat map (<name>_attention.png / .mp4)",
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also save rainy | derained side by side (<name>_compare.png / .mp4)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that already exist"
+    )
+    parser.add_argument(
+        "--threads", type=_positive, help="CPU threads of the model (TFLite or TensorFlow)"
+    )
+    parser.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="TFLite: XNNPACK's transient buffers (a fraction of the memory, a little slower)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="Keras generators: compute in bfloat16 (a cast copy of the weights) or float32; "
+        "auto: bfloat16 where the CPU (AVX512_BF16, AMX) or GPU runs it natively and the "
+        "output stays within 40 dB PSNR of float32 (default: auto)",
+    )
+    video = parser.add_argument_group("videos")
+    video.add_argument(
+        "--codec",
+        help="video encoder: libx264 (default, MP4), libx265, libvpx-vp9, libsvtav1, "
+        "ffv1 (lossless, MKV), or another FFmpeg encoder",
+    )
+    video.add_argument(
+        "--crf",
+        type=int,
+        help="quality of libx264/libx265/libvpx-vp9/libsvtav1, lower is better "
+        "(default: 18, 22, 30, 32)",
+    )
+    video.add_argument("--start", help="begin at this time: seconds or [HH:]MM:SS[.ms]")
+    video.add_argument("--duration", help="derain this long: seconds or [HH:]MM:SS[.ms]")
+    video.add_argument(
+        "--batch", type=_positive, help="frames per pass of a Keras model (default: 1)"
+    )
+    video.add_argument("--no-audio", action="store_true", help="do not copy the audio streams")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _check_video_args(args, jobs: Sequence[Job]):
+    """The encoder, start and duration, checked against every video; raises InputError."""
+    from tf_deraindrop.video import VideoError, check_range, choose_encoder, parse_time
 
     try:
-        files = collect_inputs(args.inputs)
-        outputs = output_names(files, args.output)
+        start = parse_time(args.start, "--start")
+        duration = parse_time(args.duration, "--duration")
+        encoder = choose_encoder(args.codec)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    if args.crf is not None:
+        if encoder.crf is None:
+            raise InputError(f"--crf: {encoder.name} has no CRF setting")
+        if not 0 <= args.crf <= 63:
+            raise InputError(f"--crf {args.crf}: must be between 0 and 63")
+    for job in jobs:
+        try:
+            check_range(job.info, start, duration)
+        except VideoError as err:
+            raise InputError(str(err)) from err
+    return encoder, start, duration
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    try:
+        items = collect_inputs(args.inputs)
+        has_video = any(info is not None for _, info in items)
+        encoder = start = duration = None
+        if has_video:
+            encoder, start, duration = _check_video_args(
+                args, [Job(p, i) for p, i in items if i is not None]
+            )
+        jobs = plan_jobs(
+            items,
+            args.output,
+            encoder,
+            save_attention=args.save_attention,
+            compare=args.compare,
+            overwrite=args.overwrite,
+            audio=not args.no_audio,
+        )
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         print(f"error: --output {args.output} exists and is not a folder", file=sys.stderr)
         return 2
-    from tf_deraindrop.weights import WeightsError, load_generator_weights
+    from tf_deraindrop.weights import WeightsError
 
     try:
-        generator = load_generator_weights(args.weights)
+        if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
+            raise WeightsError(
+                f"--precision bfloat16: {args.weights} is a .tflite export, which runs at the "
+                "precision it was exported with"
+            )
+        model = load_model(args.weights, threads=args.threads, low_memory=args.low_memory)
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if hasattr(model, "predict_on_batch"):
+        from tf_deraindrop.precision import resolve_generator
+
+        resolved = resolve_generator(model, args.precision)
+        model = resolved.model
+        print(f"Precision: {resolved}", flush=True)
+    if args.save_attention and getattr(model, "has_attention", True) is False:
+        print(
+            f"error: {args.weights} has no attention output (--save-attention); "
+            "export it with --with-attention",
+            file=sys.stderr,
+        )
+        return 2
     os.makedirs(args.output, exist_ok=True)
-    failed = predict_files(
-        generator, files, outputs, args.save_attention, progress=not args.no_progress
-    )
-    for _path, reason in failed:
-        print(f"error: {reason}", file=sys.stderr)
-    done = len(files) - len(failed)
-    print(f"Wrote {done} derained image{'s' if done != 1 else ''} to {args.output}")
+    derain_options: dict = {}
+    try:
+        images = [job for job in jobs if not job.is_video]
+        failed = predict_files(
+            model, images, progress=not args.no_progress, derain_options=derain_options
+        )
+        for _path, reason in failed:
+            print(f"error: {reason}", file=sys.stderr)
+        videos = [job for job in jobs if job.is_video]
+        video_failures = _predict_videos(
+            model, videos, args, encoder, start, duration, derain_options
+        )
+    except KeyboardInterrupt:
+        print("interrupted: unfinished outputs were removed", file=sys.stderr)
+        return 130
+    done_images = len(images) - len(failed)
+    done_videos = len(jobs) - len(images) - video_failures
+    parts = []
+    if images:
+        parts.append(f"{done_images} derained image{'s' if done_images != 1 else ''}")
+    if done_videos or video_failures:
+        parts.append(f"{done_videos} derained video{'s' if done_videos != 1 else ''}")
+    print(f"Wrote {' and '.join(parts) or 'nothing'} to {args.output}")
     if failed:
-        print(f"error: {len(failed)} of {len(files)} inputs could not be read", file=sys.stderr)
-        return 1
-    return 0
+        print(f"error: {len(failed)} of {len(images)} images could not be read", file=sys.stderr)
+    return 1 if failed or video_failures else 0
+
+
+def _predict_videos(model, jobs, args, encoder, start, duration, derain_options) -> int:
+    """Derains each video job; returns how many failed or were truncated."""
+    from tf_deraindrop.video import (
+        OutputExistsError,
+        VideoError,
+        VideoWriteError,
+        derain_video,
+    )
+
+    failures = 0
+    for job in jobs:
+        outputs = job.outputs
+        try:
+            result = derain_video(
+                job.path,
+                outputs["output"],
+                model,
+                codec=encoder.name,
+                crf=args.crf,
+                compare=outputs.get("compare"),
+                attention=outputs.get("attention"),
+                start=start,
+                duration=duration,
+                overwrite=args.overwrite,
+                batch_size=args.batch,
+                progress=not args.no_progress,
+                audio=not args.no_audio,
+                **derain_options,
+            )
+        except VideoWriteError as err:
+            print(f"error: {err}; the unfinished file was removed", file=sys.stderr)
+            return failures + len(jobs) - jobs.index(job)  # the next would fail too
+        except (VideoError, OutputExistsError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        print(result.summary())
+        if result.truncated:
+            failures += 1
+    return failures
 
 
 if __name__ == "__main__":

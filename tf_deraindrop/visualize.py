@@ -5,7 +5,7 @@ for images and videos, and `predict --compare` all colour attention with the
 same palette: black for 0 through purple, red and orange to pale yellow for
 1. Its brightness rises monotonically, so it also reads in gray print.
 
-The attention maps have no sigmoid (docs/architecture.md): they are shown on
+The attention maps have no sigmoid (docs/architecture.md, section 2): they are shown on
 the fixed scale [0, 1] and clipped, which keeps maps of different images and
 frames comparable.
 """
