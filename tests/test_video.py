@@ -363,9 +363,8 @@ def test_kill_9_leaves_no_file_under_the_final_name(clips, tmp_path):
     )
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
     try:
-        temporary = video_writer.temporary_name(str(out))
         deadline = time.monotonic() + 60
-        while not os.path.exists(temporary) and process.poll() is None:
+        while not _hidden(tmp_path) and process.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.5)  # a few frames in
@@ -374,6 +373,13 @@ def test_kill_9_leaves_no_file_under_the_final_name(clips, tmp_path):
         process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
+    # The next run (predict) removes the dead writer's temporary file.
+    from tf_deraindrop.weights import remove_stale_partials
+
+    (temporary,) = _hidden(tmp_path)
+    assert temporary.startswith(".drive.partial") and temporary.endswith(".mp4")
+    remove_stale_partials(tmp_path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_iter_frames_samples_and_ranges(clips):

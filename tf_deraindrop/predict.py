@@ -393,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.makedirs(args.output, exist_ok=True)
+    from tf_deraindrop.weights import remove_stale_partials
+
+    remove_stale_partials(args.output)  # of an earlier run killed mid-write
     derain_options: dict = {}
     try:
         images = [job for job in jobs if not job.is_video]

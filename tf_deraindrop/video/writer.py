@@ -212,10 +212,14 @@ def plan_output(info: VideoInfo, encoder: Encoder, audio: bool = True) -> Output
 
 
 def temporary_name(path: str) -> str:
-    """`dir/.name.partial.ext`: hidden, in the output's folder, so the rename is atomic."""
+    """`dir/.name.partial<pid>.ext`: hidden, in the output's folder, so the rename is atomic.
+
+    The name is `tf_deraindrop.weights.atomic_path`'s, so that
+    `weights.remove_stale_partials` removes it once its writer is dead (`kill -9`).
+    """
     directory, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
-    return os.path.join(directory, f".{stem}.partial{ext}")
+    return os.path.join(directory, f".{stem}.partial{os.getpid()}{ext}")
 
 
 def _open_output(path: str):
