@@ -338,3 +338,55 @@ def test_stale_partials_of_killed_runs_are_removed_live_ones_kept(tmp_path, caps
     assert evaluate.main(args + ["--csv", str(out / "results.csv")]) == 0
     assert not stale.exists() and live.exists() and other.exists()
     assert (out / "results.csv").is_file()
+
+
+def test_bomb_in_predict_is_exit_2_before_the_model_loads(tmp_path, capsys):
+    from tf_deraindrop import predict
+
+    bomb_png(tmp_path / "bomb.png")
+    out = tmp_path / "out"
+    # The weights do not exist: the bomb must be found first.
+    argv = ["--weights", str(tmp_path / "none.keras"), str(tmp_path / "bomb.png"), "-o", str(out)]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bomb.png: 200,000,000 pixels" in err and "Traceback" not in err
+
+
+def test_predict_names_the_image_it_cannot_write_and_leaves_nothing(
+    tmp_path, full_disk, generator_file
+):
+    folder, limit = full_disk
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(blocks(24, 32)).save(photos / f"{name}.png")
+    args = ["tf_deraindrop.predict", "--weights", str(generator_file), str(photos)]
+    args += ["-o", str(folder), "--max-pixels", "0", "--precision", "float32", "--no-progress"]
+    proc = run_tool(args, file_size_limit=limit)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"{folder / 'a.png'}: could not be written" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not _real_leftovers(folder) and not list(folder.glob("*.png"))
+
+
+def test_predict_max_pixels_flag_reaches_derain(tmp_path, generator_file, capsys, monkeypatch):
+    from tf_deraindrop import inference, predict
+
+    Image.fromarray(blocks(40, 48)).save(tmp_path / "p.png")
+    with pytest.raises(SystemExit):
+        predict.main(["--weights", "w", str(tmp_path / "p.png"), "-o", "o", "--max-pixels", "9"])
+    assert "--max-pixels: must be 0" in capsys.readouterr().err
+    seen = []
+    original = inference.derain
+
+    def derain(*args, **kwargs):
+        seen.append(kwargs.get("max_pixels", "default"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "derain", derain)
+    argv = ["--weights", str(generator_file), str(tmp_path / "p.png"), "--precision", "float32"]
+    for flag, expected in ((["--max-pixels", "0"], None), (["--max-pixels", "300000"], 300000)):
+        seen.clear()
+        assert predict.main(argv + ["-o", str(tmp_path / str(expected))] + flag) == 0
+        assert seen == [expected]
+        assert (tmp_path / str(expected) / "p.png").is_file()

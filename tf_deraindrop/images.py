@@ -34,8 +34,12 @@ class ImageReadError(ValueError):
     """An image file could not be read; the message names the file."""
 
 
-def _too_large(path: str, what: str) -> ImageReadError:
-    return ImageReadError(
+class ImageTooLargeError(ImageReadError):
+    """An image declares more than `MAX_IMAGE_PIXELS` pixels (a decompression bomb, say)."""
+
+
+def _too_large(path: str, what: str) -> ImageTooLargeError:
+    return ImageTooLargeError(
         f"{path}: {what}, more than the {MAX_IMAGE_PIXELS:,} pixels an image may have "
         "(a decompression bomb, or larger than any camera's photo: downscale it first)"
     )

@@ -74,15 +74,34 @@ def _classify(path: str, listed: bool):
 
     suffix = os.path.splitext(path)[1].lower()
     if suffix in IMAGE_SUFFIXES:
-        return path, None
+        return _refuse_bomb(path), None
     try:
         return path, probe(path)
     except VideoError as err:
         if err.is_image:
-            return path, None
+            return _refuse_bomb(path), None
         if listed and suffix not in VIDEO_SUFFIXES:
             return None  # a folder's notes, sidecar files and the like
         raise InputError(str(err)) from err
+
+
+def _refuse_bomb(path: str) -> str:
+    """`path`, after checking from its header that it is not a decompression bomb.
+
+    Raises:
+        InputError: the image declares more than `images.MAX_IMAGE_PIXELS`.
+            Other read errors wait for the image's turn (reported, skipped).
+    """
+    from tf_deraindrop.images import ImageReadError, ImageTooLargeError, open_image
+
+    try:
+        with open_image(path):
+            pass
+    except ImageTooLargeError as err:
+        raise InputError(str(err)) from err
+    except ImageReadError:
+        pass
+    return path
 
 
 def collect_inputs(inputs: Sequence[str]) -> list[tuple[str, object]]:
@@ -296,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: bfloat16 where the CPU (AVX512_BF16, AMX) or GPU runs it natively and the "
         "output stays within 40 dB PSNR of float32 (default: auto)",
     )
+    from tf_deraindrop.tiling import add_max_pixels_argument
+
+    add_max_pixels_argument(parser)
     video = parser.add_argument_group("videos")
     video.add_argument(
         "--codec",
@@ -396,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     from tf_deraindrop.weights import remove_stale_partials
 
     remove_stale_partials(args.output)  # of an earlier run killed mid-write
-    derain_options: dict = {}
+    from tf_deraindrop.images import ImageWriteError
+    from tf_deraindrop.tiling import max_pixels_kwargs
+
+    derain_options: dict = max_pixels_kwargs(args.max_pixels)
     try:
         images = [job for job in jobs if not job.is_video]
         failed = predict_files(
@@ -411,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: unfinished outputs were removed", file=sys.stderr)
         return 130
+    except ImageWriteError as err:
+        # A full disk fails every later write too: stop here.
+        print(f"error: {err}; nothing partial was left, later inputs not derained", file=sys.stderr)
+        return 1
     done_images = len(images) - len(failed)
     done_videos = len(jobs) - len(images) - video_failures
     parts = []
