@@ -390,3 +390,20 @@ def test_predict_max_pixels_flag_reaches_derain(tmp_path, generator_file, capsys
         assert predict.main(argv + ["-o", str(tmp_path / str(expected))] + flag) == 0
         assert seen == [expected]
         assert (tmp_path / str(expected) / "p.png").is_file()
+
+
+def test_export_names_the_file_it_cannot_write_and_leaves_no_savedmodel(
+    tmp_path, full_disk, generator_file
+):
+    folder, limit = full_disk
+    stale = None
+    if limit is not None:  # a SavedModel folder left by an export killed with -9
+        stale = folder / f".derain_export.partial{_dead_pid()}.k9x"
+        stale.mkdir()
+        (stale / "saved_model.pb").write_bytes(b"")
+    target = folder / "m.tflite"
+    args = ["export.tflite", "--weights", str(generator_file), "--height", "16", "--width", "16"]
+    proc = run_tool(args + ["--no-verify", "--quiet", "-o", str(target)], file_size_limit=limit)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"{target}: could not be written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not target.exists() and not _real_leftovers(folder)
