@@ -67,3 +67,16 @@ def test_the_private_keras_hook_the_gan_overrides_still_exists():
 
     params = inspect.signature(keras.Model._maybe_symbolic_build).parameters
     assert {"iterator", "data_batch"} <= set(params)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx512f", "avx512_bf16"}, "mixed_bfloat16"), ({"avx2", "fma"}, "float32")],
+)
+def test_training_precision_auto_follows_native_bfloat16(monkeypatch, flags, expected):
+    from tf_deraindrop import precision
+    from tf_deraindrop.training import distribute
+
+    monkeypatch.setattr(precision, "read_cpu_flags", lambda path="/proc/cpuinfo": frozenset(flags))
+    assert distribute.resolve_precision("auto") == expected
+    assert distribute.resolve_precision("float32") == "float32"

@@ -158,7 +158,8 @@ def _losses_flags(add) -> None:
 def _hardware_flags(add) -> None:
     add(
         "precision",
-        "auto: mixed_float16 on a GPU, float32 on the CPU",
+        "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AVX512_BF16 or AMX, "
+        "float32 on other CPUs",
         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     )
     add(

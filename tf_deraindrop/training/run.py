@@ -228,9 +228,13 @@ def train(
         schedule = Schedule.of(
             config, inputs.n_train, config.batch_size * strategy.num_replicas_in_sync
         )
-        with distribute.precision_policy(precision), strategy.scope():
-            gan, perceptual_note = build_gan(config, demo)
-            start = restore(gan, config, checkpoint_dir(work_dir), init, resume)
+        with distribute.precision_policy(precision):
+            # Only the networks are built in the strategy's scope: a callback
+            # that makes variables there (the float32 copy exported on the
+            # chief) would make the workers' collective broadcasts disagree.
+            with strategy.scope():
+                gan, perceptual_note = build_gan(config, demo)
+                start = restore(gan, config, checkpoint_dir(work_dir), init, resume)
             manager = tf.train.CheckpointManager(
                 gan.checkpoint(), checkpoint_dir(work_dir), max_to_keep=config.keep_checkpoints
             )
