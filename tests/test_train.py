@@ -316,3 +316,21 @@ def test_tfrecords_train_and_the_learning_rate_decay_takes_effect(pairs_dir, tmp
     np.testing.assert_allclose(rates, [2e-4, 1e-4, 1e-4, 5e-5], rtol=1e-5)
     assert [step for step, _ in events["panels/rainy_A1-A4_output_clean"]] == [4]
     assert os.path.isfile(os.path.join(out_dir, "generator.keras"))  # the last one
+
+
+def test_train_generator_lite_trains_the_student_with_the_gan_losses(pairs_dir, tmp_path, capsys):
+    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.models import LiteGenerator
+
+    out_dir = str(tmp_path / "lite")
+    flags = _flags(pairs_dir, out_dir, steps=2, **{"generator": "lite", "lite-preset": "nano"})
+    assert train_module.main(flags) == 0
+    generator = load_generator(os.path.join(out_dir, "generator.keras"))
+    assert isinstance(generator, LiteGenerator)
+    nano, got = LiteGenerator.from_preset("nano").get_config(), generator.get_config()
+    assert all(got[k] == nano[k] for k in nano if k not in ("name", "trainable", "dtype"))
+    saved = json.load(open(os.path.join(out_dir, "config.json")))["config"]
+    assert saved["generator"] == "lite" and saved["lite_preset"] == "nano"
+    bad = _flags(pairs_dir, str(tmp_path / "bad"), **{"generator": "lite", "lite-preset": "huge"})
+    assert train_module.main(bad) == 2
+    assert "--lite-preset" in capsys.readouterr().err

@@ -101,6 +101,13 @@ def _length_flags(add) -> None:
 
 def _starting_weights_flags(add) -> None:
     add(
+        "generator",
+        "the paper's generator, or LiteGenerator, the real-time student (trained from scratch "
+        "with the same GAN losses; see also python -m tf_deraindrop.distill)",
+        choices=("full", "lite"),
+    )
+    add("lite_preset", "LiteGenerator size: nano, small, base or large", metavar="NAME")
+    add(
         "init_generator",
         "start the generator from these weights: the authors' gen.pkl, a generator.keras "
         "or a .weights.h5 (a resumed run keeps its own weights and does not re-import)",

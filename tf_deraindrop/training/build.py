@@ -41,6 +41,16 @@ def _optimizer(lr: float, config: TrainConfig, name: str):
     return keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2, name=name)
 
 
+def _lite_generator(config: TrainConfig):
+    from tf_deraindrop.models import LiteGenerator
+    from tf_deraindrop.training.config import ConfigError
+
+    try:
+        return LiteGenerator.from_preset(config.lite_preset)
+    except ValueError as err:
+        raise ConfigError(f"--lite-preset: {err}") from err
+
+
 def build_gan(config: TrainConfig, demo: bool):
     """The compiled `AttentiveGAN` (call inside the strategy's scope and precision policy).
 
@@ -52,7 +62,7 @@ def build_gan(config: TrainConfig, demo: bool):
     from tf_deraindrop.training.gan import AttentiveGAN
 
     perceptual, note = make_perceptual(config, demo)
-    generator = Generator()
+    generator = Generator() if config.generator == "full" else _lite_generator(config)
     # Before compile: the optimizer is built for the trainable variables only.
     freeze_part(generator, config.freeze)
     gan = AttentiveGAN(generator, Discriminator(crop_size=config.crop_size), perceptual)

@@ -55,6 +55,9 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
+    # The generator: the paper's ("full") or the real-time student ("lite").
+    generator: str = "full"
+    lite_preset: str = "base"
     # Starting weights (fine-tuning) instead of random ones.
     init_generator: str | None = None
     init_discriminator: str | None = None
@@ -135,6 +138,7 @@ class TrainConfig:
             "val_every",
         ):
             need(getattr(self, name) >= 1, name, "must be at least 1.")
+        need(self.generator in ("full", "lite"), "generator", "must be full or lite.")
         need(
             self.freeze in (None, "attention", "autoencoder"),
             "freeze",
