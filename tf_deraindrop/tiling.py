@@ -1,12 +1,13 @@
 """Covering an image of any size with overlapping tiles, blended with linear ramps.
 
 One model pass over a whole photo needs memory in proportion to its pixels
-(the Keras generator about 1.3 KB a pixel on the CPU: 3.7 GB at 1920 x 1080,
-over 13 GB at 4000 x 3000). Tiles bound that: each tile goes through the
-model on its own, neighbouring tiles overlap, and in the overlaps the outputs
-are blended with weights that ramp linearly from one tile to the next, so
-that no seam shows. Finished rows leave the accumulator as soon as no later
-tile touches them, so the blending itself holds one row of tiles at a time.
+(the Keras generator about 1.3 KB a pixel on the CPU: 3.6 GB at 1920 x 1080,
+about 16 GB at 4000 x 3000; `benchmarks/results/tiling_cpu.txt`). Tiles
+bound that: each tile goes through the model on its own, neighbouring tiles
+overlap, and in the overlaps the outputs are blended with weights that ramp
+linearly from one tile to the next, so that no seam shows. Finished rows
+leave the accumulator as soon as no later tile touches them, so the blending
+itself holds one row of tiles at a time.
 
 `tf_deraindrop.derain` (Keras) and `tf_deraindrop.lite.LiteDerainer`
 (`.tflite`, one static tile size) both run on this module, with the same
