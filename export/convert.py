@@ -137,8 +137,12 @@ def convert(
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if representative is not None:
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # Else the graph holds fake-quant nodes with fixed ranges (export.calibrate):
+        # the converter takes it as quantization-aware trained, and refuses the
+        # int8-only op set without a dataset, so `float_ops` checks the result.
         if uint8_io:
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
@@ -146,7 +150,33 @@ def convert(
         # The int8 calibrator uses the deprecated tf.lite.Interpreter inside.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         model = converter.convert()
+    if mode == "int8" and representative is None:
+        left = float_ops(model)
+        if left:
+            raise RuntimeError(
+                f"fixed-range int8 conversion left {len(left)} ops in float "
+                f"({', '.join(sorted(set(left)))}): a tensor has no range"
+            )
     return pixel_io(model) if uint8_io else model
+
+
+def float_ops(model: bytes) -> list[str]:
+    """Names of the ops of a `.tflite` that compute in float (the ends' (DE)QUANTIZE aside)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from export.analysis import builtin_code
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items()}
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    subgraph = tree.subgraphs[0]
+    found = []
+    for op in subgraph.operators:
+        code = builtin_code(tree.operatorCodes[op.opcodeIndex])
+        if code in (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE):
+            continue
+        if any(subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in op.outputs):
+            found.append(names.get(code, str(code)))
+    return found
 
 
 def representative_dataset(samples: list[np.ndarray], progress: bool):

@@ -1,0 +1,458 @@
+"""int8 calibration with TensorFlow's own kernels: activation ranges in, fake-quant nodes out.
+
+The TFLite converter's calibrator runs the float graph on its own kernels,
+one op at a time, logging every tensor: about 17 s per 480 x 720 sample on
+this machine. Here the same export graph runs in TensorFlow instead (oneDNN,
+every core, and in bfloat16 where the CPU computes it natively), and each
+tensor that needs an int8 range reduces to its min and max inside the graph
+(`record_ranges`). The ranges go back into the graph as
+`FakeQuantWithMinMaxVars` nodes (`insert_fake_quant`), which the converter
+reads as fixed ranges: it converts a graph with fake-quant nodes as a
+quantization-aware-trained model, without a representative dataset, and
+quantizes the weights as post-training int8 does (per channel).
+
+Which tensors get a range (`quantization_points`): the output of every op
+TFLite computes in int8 with a scale of its own, taken where the converter
+will have fused it (a convolution's bias and ReLU, an addition's ReLU belong
+to the op before them); not the outputs of ops that keep their input's scale
+(slices, pads, concatenations of slices, depth-to-space) or that have a
+fixed one (sigmoid, tanh); and the input image. A range is the min and max
+over every sample, widened to hold 0, as the converter's calibrator does.
+
+Example:
+    >>> frozen = freeze(generator, 480, 720)  # doctest: +SKIP
+    >>> ranges = record_ranges(frozen, samples)  # doctest: +SKIP
+    >>> graph = FakeQuantGraph(frozen, ranges.values)  # doctest: +SKIP
+    >>> write_saved_model(graph, "saved_model", 480, 720)  # doctest: +SKIP
+    >>> model = convert("saved_model", "int8")  # no representative dataset  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: TF ops whose output TFLite quantizes with a scale of its own.
+_PRODUCERS = frozenset(
+    {
+        "Conv2D",
+        "DepthwiseConv2dNative",
+        "BiasAdd",
+        "AddV2",
+        "Add",
+        "Sub",
+        "Mul",
+        "Relu",
+        "Relu6",
+        "MatMul",
+        "Placeholder",
+    }
+)
+
+#: Ops that TFLite fuses into the op producing their input (when it has no other consumer).
+_FUSED_FOLLOWERS = {
+    "BiasAdd": frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"}),
+    "Relu": frozenset({"Conv2D", "DepthwiseConv2dNative", "BiasAdd", "AddV2", "Add", "Sub", "Mul"}),
+    "Relu6": frozenset({"Conv2D", "DepthwiseConv2dNative", "BiasAdd", "AddV2", "Add", "Mul"}),
+}
+
+
+#: Ops whose outputs are never negative (their range starts at 0 anyway).
+_NONNEGATIVE = frozenset({"Relu", "Relu6"})
+
+#: Ops that move values without changing them: a fused follower may sit behind
+#: them (SpaceToBatchND -> Conv2D -> BatchToSpaceND -> BiasAdd is one dilated CONV_2D).
+_TRANSPARENT = frozenset({"BatchToSpaceND", "SpaceToBatchND", "Reshape", "Squeeze", "Identity"})
+
+
+@dataclass
+class FrozenGraph:
+    """An export graph traced at a static size: a `GraphDef` with its weights as constants.
+
+    Attributes:
+        graph_def: the graph.
+        input: the image placeholder's tensor name (`"image:0"`).
+        outputs: the tensor names of `(derained, attention)`.
+        height, width: the static input size.
+    """
+
+    graph_def: object
+    input: str
+    outputs: tuple[str, str]
+    height: int
+    width: int
+
+
+def deploy_callable(generator) -> Callable:
+    """The generator's export graph, `image -> (derained, attention)` (as `write_saved_model`)."""
+    from export.graph import DeployGraph
+
+    deploy = getattr(generator, "deploy_graph", None)
+    return deploy() if deploy is not None else DeployGraph(generator)
+
+
+def freeze(generator, height: int, width: int, batch: int = 1) -> FrozenGraph:
+    """Traces the generator's export graph at `(batch, height, width, 3)` into a `FrozenGraph`.
+
+    Node names depend only on the graph's code, not on the size: graphs
+    frozen at two sizes share them (ranges and weights carry over by name).
+    """
+    import tensorflow as tf
+
+    graph = deploy_callable(generator)
+    spec = tf.TensorSpec((batch, height, width, 3), tf.float32, name="image")
+    concrete = tf.function(lambda image: tuple(graph(image))).get_concrete_function(spec)
+    if concrete.captured_inputs:
+        raise ValueError("the export graph captures variables; expected constant weights")
+    (image,) = concrete.graph.inputs
+    derained, attention = concrete.graph.outputs
+    return FrozenGraph(
+        concrete.graph.as_graph_def(), image.name, (derained.name, attention.name), height, width
+    )
+
+
+def _consumers(graph_def) -> dict[str, list]:
+    consumers: dict[str, list] = {}
+    for node in graph_def.node:
+        for name in node.input:
+            if not name.startswith("^"):
+                consumers.setdefault(_tensor(name), []).append(node)
+    return consumers
+
+
+def _tensor(name: str) -> str:
+    """`"node"` or `"node:k"` as `"node:k"`."""
+    return name if ":" in name else name + ":0"
+
+
+def quantization_points(frozen: FrozenGraph) -> list[str]:
+    """The tensors that need an int8 range, in graph order (see the module's docstring)."""
+    consumers = _consumers(frozen.graph_def)
+
+    def fused_forward(node) -> bool:
+        users = consumers.get(node.name + ":0", [])
+        while len(users) == 1 and users[0].op in _TRANSPARENT:
+            users = consumers.get(users[0].name + ":0", [])
+        return len(users) == 1 and node.op in _FUSED_FOLLOWERS.get(users[0].op, ())
+
+    points = []
+    for node in frozen.graph_def.node:
+        name = node.name + ":0"
+        if node.op not in _PRODUCERS or fused_forward(node):
+            continue
+        if name in consumers or name in frozen.outputs:
+            points.append(name)
+    return points
+
+
+def _bfloat16_graph_def(graph_def):
+    """A copy of `graph_def` computing in bfloat16 (float32 constants and attributes cast)."""
+    import tensorflow as tf
+
+    bf16 = tf.bfloat16.as_datatype_enum
+    f32 = tf.float32.as_datatype_enum
+    copy = tf.compat.v1.GraphDef()
+    copy.CopyFrom(graph_def)
+    for node in copy.node:
+        for key in node.attr:
+            if node.attr[key].type == f32:
+                node.attr[key].type = bf16
+        if node.op == "Const" and node.attr["dtype"].type == bf16:
+            value = tf.make_ndarray(node.attr["value"].tensor)
+            node.attr["value"].tensor.CopyFrom(
+                tf.make_tensor_proto(value.astype(np.float32), dtype=tf.bfloat16)
+            )
+    return copy
+
+
+@dataclass
+class Ranges:
+    """Activation ranges: tensor name to `(min, max)`, and how they were measured.
+
+    Attributes:
+        values: the ranges.
+        samples: how many samples were run.
+        seconds: the time of all of them.
+        first: the time of the first (TensorFlow optimizes the graph then).
+        precision: `float32` or `bfloat16`.
+        cpu_seconds, first_cpu: the same in CPU time (all threads of the process).
+    """
+
+    values: dict[str, tuple[float, float]]
+    samples: int
+    seconds: float
+    first: float
+    precision: str
+    cpu_seconds: float = 0.0
+    first_cpu: float = 0.0
+
+    @property
+    def seconds_per_sample(self) -> float:
+        """Time per sample after the first (all samples' if there is one)."""
+        if self.samples < 2:
+            return self.seconds
+        return (self.seconds - self.first) / (self.samples - 1)
+
+    @property
+    def cpu_seconds_per_sample(self) -> float:
+        """CPU time per sample after the first (all samples' if there is one)."""
+        if self.samples < 2:
+            return self.cpu_seconds
+        return (self.cpu_seconds - self.first_cpu) / (self.samples - 1)
+
+
+def record_ranges(
+    frozen: FrozenGraph,
+    samples: Sequence[np.ndarray],
+    precision: str = "auto",
+    points: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Ranges:
+    """Min and max of every quantization point over `samples`, run in TensorFlow.
+
+    Args:
+        frozen: the graph (`freeze`).
+        samples: float32 `(H, W, 3)` images at the graph's size.
+        precision: `float32`, `bfloat16` (the ranges of a bfloat16 run:
+            within its rounding, 3 significant digits, of float32's), or
+            `auto` (bfloat16 where the hardware runs it natively,
+            `tf_deraindrop.precision.native_bfloat16`).
+        points: the tensors (default `quantization_points(frozen)`).
+
+    Returns:
+        `Ranges` (each widened to hold 0), with the time the samples took.
+    """
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    if precision == "auto":
+        from tf_deraindrop.precision import native_bfloat16
+
+        precision = "bfloat16" if native_bfloat16()[0] else "float32"
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision {precision!r}: choose auto, float32 or bfloat16")
+    points = list(quantization_points(frozen) if points is None else points)
+    graph_def = frozen.graph_def
+    dtype = tf.float32
+    if precision == "bfloat16":
+        graph_def, dtype = _bfloat16_graph_def(graph_def), tf.bfloat16
+
+    @tf.function(input_signature=[tf.TensorSpec((1, frozen.height, frozen.width, 3), tf.float32)])
+    def extremes(image):
+        tensors = tf.graph_util.import_graph_def(
+            graph_def,
+            input_map={frozen.input: tf.cast(image, dtype)},
+            return_elements=points,
+            name="record",
+        )
+        pairs = []
+        for t in tensors:
+            # Reduced in their own dtype (min and max of bfloat16 values are exact);
+            # a ReLU's minimum is 0, so one pass over the tensor is enough.
+            low = tf.zeros((), t.dtype) if t.op.type in _NONNEGATIVE else tf.reduce_min(t)
+            pairs.append(tf.cast(tf.stack([low, tf.reduce_max(t)]), tf.float32))
+        return tf.stack(pairs)
+
+    extremes.get_concrete_function()  # trace outside the timed loop
+    low = np.full(len(points), np.inf)
+    high = np.full(len(points), -np.inf)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    first = first_cpu = 0.0
+    for sample in tqdm(samples, desc="ranges", unit="sample", disable=not progress, leave=False):
+        found = extremes(np.asarray(sample, np.float32)[None]).numpy().astype(np.float64)
+        low, high = np.minimum(low, found[:, 0]), np.maximum(high, found[:, 1])
+        first = first or time.perf_counter() - start
+        first_cpu = first_cpu or time.process_time() - cpu_start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    values = {
+        name: (float(min(lo, 0.0)), float(max(hi, 0.0))) for name, lo, hi in zip(points, low, high)
+    }
+    return Ranges(values, len(samples), seconds, first, precision, cpu_seconds, first_cpu)
+
+
+#: Inputs beyond which an int8 LOGISTIC or TANH output no longer changes.
+#: Their outputs have fixed scales (1/256 and 1/128), so sigmoid saturates
+#: at its top step (255/256) from ln(255) = 5.5 on, tanh at 127/128 from
+#: atanh(127/128) = 2.8 on (and alike below): a range past +-8 and +-4 only
+#: coarsens the step.
+SATURATION = {"Sigmoid": 8.0, "Tanh": 4.0}
+
+
+def saturated_ranges(
+    frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """`ranges` with each tensor read only by sigmoids (tanhs) clipped to +-8 (+-4).
+
+    A gate's pre-activation in an untrained generator spans tens of units;
+    min/max calibration (the converter's) gives it a step of 0.2 where
+    everything past +-8 reaches the sigmoid as the same int8 value anyway.
+
+    Example:
+        >>> clipped = saturated_ranges(frozen, recorded.values)  # doctest: +SKIP
+    """
+    consumers = _consumers(frozen.graph_def)
+    clipped = dict(ranges)
+    for name, (low, high) in ranges.items():
+        ops = {node.op for node in consumers.get(name, [])}
+        if len(ops) == 1 and next(iter(ops)) in SATURATION:
+            bound = SATURATION[next(iter(ops))]
+            clipped[name] = (max(low, -bound), min(high, bound))
+    return clipped
+
+
+def range_nodes(point: str) -> tuple[str, str]:
+    """Names of the constants holding a point's min and max in `insert_fake_quant`'s graph."""
+    node = point.split(":")[0]
+    return f"{node}/range/min", f"{node}/range/max"
+
+
+def insert_fake_quant(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
+    """A copy of the graph with a `FakeQuantWithMinMaxVars` after each tensor in `ranges`.
+
+    Each one's min and max are constants (`range_nodes`), which training can
+    map to variables (`export.qat`).
+
+    Returns:
+        `(graph_def, outputs)`: the graph and the names of its two outputs.
+    """
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.CopyFrom(frozen.graph_def)
+    renamed = {}
+    added = []
+    for name, (low, high) in ranges.items():
+        if high - low < 1e-6:  # a constant zero tensor: any step holds it
+            high = low + 1e-6
+        node_name = name.split(":")[0]
+        fake = tf.compat.v1.NodeDef(name=f"{node_name}/range", op="FakeQuantWithMinMaxVars")
+        fake.input.append(name)
+        for const_name, value in zip(range_nodes(name), (low, high)):
+            const = tf.compat.v1.NodeDef(name=const_name, op="Const")
+            const.attr["dtype"].type = tf.float32.as_datatype_enum
+            const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, tf.float32))
+            fake.input.append(const_name)
+            added.append(const)
+        fake.attr["num_bits"].i = 8
+        fake.attr["narrow_range"].b = False
+        renamed[name] = fake.name + ":0"
+        added.append(fake)
+    for node in graph_def.node:
+        for k, name in enumerate(node.input):
+            if not name.startswith("^") and _tensor(name) in renamed:
+                node.input[k] = renamed[_tensor(name)]
+    graph_def.node.extend(added)
+    outputs = tuple(renamed.get(name, name) for name in frozen.outputs)
+    return graph_def, outputs
+
+
+class FakeQuantGraph:
+    """The frozen graph with fixed int8 ranges, callable like a `DeployGraph`.
+
+    `write_saved_model` converts it through `deploy_graph`: pass an instance
+    where it expects a generator.
+
+    Args:
+        frozen: the graph (`freeze`).
+        ranges: tensor name to `(min, max)` (`record_ranges(...).values`).
+    """
+
+    def __init__(self, frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
+        self.frozen = frozen
+        self.graph_def, self.outputs = insert_fake_quant(frozen, ranges)
+
+    def deploy_graph(self):
+        return self
+
+    def __call__(self, image):
+        import tensorflow as tf
+
+        derained, attention = tf.graph_util.import_graph_def(
+            self.graph_def,
+            input_map={self.frozen.input: image},
+            return_elements=list(self.outputs),
+            name="deploy",
+        )
+        return derained, attention
+
+
+def fixed_range_graph(
+    generator,
+    height: int,
+    width: int,
+    samples: Sequence[np.ndarray],
+    precision: str = "auto",
+    progress: bool = False,
+) -> tuple[FakeQuantGraph, Ranges]:
+    """The generator's export graph with int8 ranges measured on `samples` in TensorFlow.
+
+    The ranges are the min and max (as the converter's calibrator), those
+    of the sigmoids' and tanhs' inputs clipped where the int8 output
+    saturates (`saturated_ranges`).
+
+    Example:
+        >>> graph, ranges = fixed_range_graph(generator, 480, 720, samples)  # doctest: +SKIP
+        >>> write_saved_model(graph, "saved_model", 480, 720)  # doctest: +SKIP
+    """
+    frozen = freeze(generator, height, width)
+    ranges = record_ranges(frozen, samples, precision, progress=progress)
+    return FakeQuantGraph(frozen, saturated_ranges(frozen, ranges.values)), ranges
+
+
+#: `--calibrator` choices: ranges measured in TensorFlow (fixed-range
+#: fake-quant nodes), or the TFLite converter's own calibrator.
+CALIBRATORS = ("tensorflow", "converter")
+
+
+def int8_calibration(
+    generator,
+    height: int,
+    width: int,
+    samples: Sequence[np.ndarray],
+    calibrator: str = "tensorflow",
+    progress: bool = False,
+    qat_images: Sequence[np.ndarray] = (),
+    qat_steps: int = 0,
+    qat_crop: int | None = None,
+):
+    """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
+
+    `source` goes to `write_saved_model` in place of the generator; the
+    representative dataset is None for fixed ranges. With `qat_steps`, the
+    graph is fine-tuned on crops of `qat_images` first (`export.qat`).
+
+    Raises:
+        ExportError: an unknown calibrator.
+    """
+    from export.errors import ExportError
+
+    if calibrator not in CALIBRATORS:
+        raise ExportError(f"--calibrator {calibrator}: choose one of {', '.join(CALIBRATORS)}")
+    if calibrator == "converter":
+        from export.convert import representative_dataset
+
+        return generator, representative_dataset(samples, progress), "; the converter calibrates"
+    if qat_steps:
+        from export.qat import DEFAULT_CROP, fine_tune
+
+        graph, report = fine_tune(
+            generator,
+            height,
+            width,
+            samples,
+            qat_images,
+            qat_steps,
+            crop=qat_crop or DEFAULT_CROP,
+            progress=progress,
+        )
+        return graph, None, f"; ranges measured in TensorFlow\n{report}"
+    graph, ranges = fixed_range_graph(generator, height, width, samples, progress=progress)
+    return (
+        graph,
+        None,
+        f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
+        f"{ranges.seconds_per_sample:.2f} s per sample",
+    )

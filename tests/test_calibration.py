@@ -1,0 +1,209 @@
+"""int8 calibration in TensorFlow (export.calibrate) against the TFLite converter's calibrator.
+
+At 32 x 48, on a generator with He-initialised random weights: the ranges
+measured in TensorFlow equal the ones the converter's calibrator logs, the
+fixed-range int8 model has the same ops and the same accuracy as the
+calibrated one, and it runs in one XNNPACK partition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from export import calibrate
+from export.convert import convert, float_ops, representative_dataset, write_saved_model
+from export.samples import synthetic_images
+from tf_deraindrop.metrics import psnr
+
+H, W = 32, 48
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    from tests.torch_reference import save_random_checkpoint
+    from tf_deraindrop.checkpoint import import_official_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
+    save_random_checkpoint(path, seed=5)
+    return import_official_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return synthetic_images(3, H, W, seed=2)
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return synthetic_images(1, H, W, seed=8)[0]
+
+
+@pytest.fixture(scope="module")
+def frozen(generator):
+    return calibrate.freeze(generator, H, W)
+
+
+@pytest.fixture(scope="module")
+def saved_model(generator, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("saved") / "reference")
+    write_saved_model(generator, path, H, W)
+    return path
+
+
+def _reference_ranges(saved_model, samples) -> dict[str, tuple[float, float]]:
+    """The converter's calibrator's min and max of every tensor, by TFLite tensor name."""
+    import tensorflow as tf
+    from ai_edge_litert import schema_py_generated as schema
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["derain"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(samples, False)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True  # the logged ranges, before quantizing
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(converter.convert()), 0)
+    found = {}
+    for tensor in tree.subgraphs[0].tensors:
+        q = tensor.quantization
+        if q is not None and q.min is not None and len(q.min) == 1:
+            found[tensor.name.decode()] = (float(q.min[0]), float(q.max[0]))
+    return found
+
+
+def test_ranges_equal_the_converters_calibrator(frozen, saved_model, samples):
+    ours = calibrate.record_ranges(frozen, samples, precision="float32")
+    reference = _reference_ranges(saved_model, samples)
+    points = set(ours.values)
+    matched = {}
+    for name, (low, high) in reference.items():
+        # A TFLite tensor is named after the TF ops fused into it ("Relu_3;add_1").
+        hits = {p for p in (part + ":0" for part in name.split(";")) if p in points}
+        if len(hits) == 1:
+            matched[hits.pop()] = (min(low, 0.0), max(high, 0.0))
+    assert len(matched) >= 0.9 * len(points), (len(matched), len(points))
+    equal = 0
+
+    def close(a, b, scale):
+        return abs(a - b) <= 1e-4 * max(1.0, scale)
+
+    for name, (low, high) in matched.items():
+        mine = ours.values[name]
+        if close(low, mine[0], high - low) and close(high, mine[1], high - low):
+            equal += 1
+            continue
+        # LiteRT runs element-wise ops in place: the calibrator then logs, as
+        # this tensor, the values of the op's output written over it. So a
+        # range that differs is ours joined with another tensor's.
+        assert any(
+            close(low, min(mine[0], other[0]), high - low)
+            and close(high, max(mine[1], other[1]), high - low)
+            for other in ours.values.values()
+        ), (name, mine, (low, high))
+    assert equal >= 0.6 * len(matched), (equal, len(matched))
+
+
+def test_bfloat16_ranges_within_its_rounding(frozen, samples):
+    exact = calibrate.record_ranges(frozen, samples, precision="float32")
+    fast = calibrate.record_ranges(frozen, samples, precision="bfloat16")
+    assert fast.precision == "bfloat16" and set(fast.values) == set(exact.values)
+    widths = np.array([hi - lo for lo, hi in exact.values.values()])
+    errors = np.array(
+        [
+            max(abs(a[0] - b[0]), abs(a[1] - b[1]))
+            for a, b in zip(exact.values.values(), fast.values.values())
+        ]
+    )
+    # bfloat16 keeps 8 bits of mantissa; errors compound over the network's depth.
+    assert np.median(errors / np.maximum(widths, 1e-6)) < 0.01
+    assert np.max(errors / np.maximum(widths, 1e-6)) < 0.1
+
+
+def test_fixed_ranges_convert_like_the_calibrated_model(
+    generator, saved_model, frozen, samples, held_out, tmp_path
+):
+    from export.analysis import op_counts, xnnpack_coverage
+    from tf_deraindrop.lite import LiteDerainer
+
+    reference = convert(saved_model, "int8", representative_dataset(samples, False))
+    graph, ranges = calibrate.fixed_range_graph(generator, H, W, samples, precision="float32")
+    fixed_dir = str(tmp_path / "fixed")
+    write_saved_model(graph, fixed_dir, H, W)
+    fixed = convert(fixed_dir, "int8")
+    assert float_ops(fixed) == []
+    paths = {}
+    for name, model in (("reference", reference), ("fixed", fixed)):
+        paths[name] = tmp_path / f"{name}.tflite"
+        paths[name].write_bytes(model)
+    assert op_counts(paths["fixed"]) == op_counts(paths["reference"])
+    coverage = xnnpack_coverage(paths["fixed"])
+    assert coverage.complete, str(coverage)
+
+    expected = np.asarray(generator(held_out[None], training=False)["outputs"][-1])[0]
+    scores = {
+        name: psnr(
+            np.clip(LiteDerainer(str(path)).run_tile(held_out), 0, 1), np.clip(expected, 0, 1)
+        )
+        for name, path in paths.items()
+    }
+    assert scores["fixed"] >= scores["reference"] - 0.5, scores
+
+
+def test_float_ops_names_what_stays_float(saved_model):
+    model = convert(saved_model, "none")
+    left = float_ops(model)
+    assert "CONV_2D" in left and "ADD" in left
+
+
+def test_points_skip_fused_and_same_scale_ops(frozen):
+    nodes = {node.name: node for node in frozen.graph_def.node}
+    points = calibrate.quantization_points(frozen)
+    ops = {nodes[p.split(":")[0]].op for p in points}
+    assert ops <= {"Placeholder", "Conv2D", "BiasAdd", "AddV2", "Mul", "Relu"}
+    assert frozen.input in points
+    for output in frozen.outputs:  # Identity nodes: the tensors they pass on have ranges
+        (source,) = nodes[output.split(":")[0]].input
+        assert source + ":0" in points
+    for name in points:
+        node = nodes[name.split(":")[0]]
+        if node.op == "Conv2D":  # a conv's range is taken after its bias and ReLU
+            users = [n for n in frozen.graph_def.node if name.split(":")[0] in n.input]
+            assert not (len(users) == 1 and users[0].op == "BiasAdd")
+
+
+def test_lite_generator_dilated_convs_convert(tmp_path):
+    """SpaceToBatchND -> Conv2D -> BatchToSpaceND -> BiasAdd stays one int8 CONV_2D."""
+    from export.analysis import xnnpack_coverage
+    from tf_deraindrop.models import LiteGenerator
+
+    lite = LiteGenerator.from_preset("nano")
+    lite.build((None, None, None, 3))
+    samples = synthetic_images(2, H, W, seed=4)
+    graph, _ = calibrate.fixed_range_graph(lite, H, W, samples, precision="float32")
+    saved = str(tmp_path / "saved")
+    write_saved_model(graph, saved, H, W)
+    model = convert(saved, "int8")
+    assert float_ops(model) == []
+    path = tmp_path / "lite.tflite"
+    path.write_bytes(model)
+    assert xnnpack_coverage(path).complete
+
+
+def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys):
+    from export import tflite
+    from tf_deraindrop.models import Generator
+
+    generator = Generator()
+    generator.build((None, None, None, 3))
+    weights = tmp_path / "g.keras"
+    generator.save(weights)
+    base = ["--weights", str(weights), "--height", "32", "--width", "48", "--quantize", "int8"]
+    with pytest.raises(SystemExit) as exit_info:
+        tflite.main(
+            [*base, "--calibration-dir", calibration_dir, "--calibrator", "magic", "-o", "x"]
+        )
+    assert exit_info.value.code == 2 and "--calibrator" in capsys.readouterr().err
+    out = tmp_path / "m.tflite"
+    argv = [*base, "--calibration-dir", calibration_dir, "--calibration-samples", "2"]
+    assert tflite.main([*argv, "--quiet", "--min-psnr", "0", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "measured in TensorFlow" in printed and out.is_file()
