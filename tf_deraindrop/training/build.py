@@ -31,14 +31,23 @@ def make_perceptual(config: TrainConfig, demo: bool):
         return None, "off (demo: VGG16 ImageNet weights unavailable)"
 
 
-def _optimizer(lr: float, config: TrainConfig, name: str):
+def learning_rate(lr: float, config):
+    """`lr`, or its staircase decay when `config.lr_decay_steps` is set (`lr_decay_rate` each)."""
     import keras
 
     if config.lr_decay_steps:
         lr = keras.optimizers.schedules.ExponentialDecay(
             lr, config.lr_decay_steps, config.lr_decay_rate, staircase=True
         )
-    return keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2, name=name)
+    return lr
+
+
+def _optimizer(lr: float, config: TrainConfig, name: str):
+    import keras
+
+    return keras.optimizers.Adam(
+        learning_rate(lr, config), beta_1=config.beta_1, beta_2=config.beta_2, name=name
+    )
 
 
 def _lite_generator(config: TrainConfig):

@@ -146,21 +146,28 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.write_panel(_step(self.model))
         self.writer.flush()
 
+    #: The panel's TensorBoard tag and description (a subclass drawing another panel sets its own).
+    PANEL_TAG = "panels/rainy_A1-A4_output_clean"
+    PANEL_DESCRIPTION = (
+        "Rows: examples. Columns: rainy input, attention maps A1..A4 "
+        "(heat maps, clipped to [0, 1]), generator output, clean target."
+    )
+
+    def render_panel(self) -> np.ndarray:
+        """The panel of the sample batch: the generator run on it now."""
+        rainy, clean = self.sample
+        result = self.model.generator(rainy, training=False)
+        return make_panel(rainy, result["attention"], result["outputs"][-1], clean)
+
     def write_panel(self, step: int) -> str | None:
         """Runs the generator on the sample batch; logs and saves the panel."""
         if self.sample is None or step == self._last_image_step:
             return None
         self._last_image_step = step
-        rainy, clean = self.sample
-        result = self.model.generator(rainy, training=False)
-        panel = make_panel(rainy, result["attention"], result["outputs"][-1], clean)
+        panel = self.render_panel()
         with self.writer.as_default(step=step):
             tf.summary.image(
-                "panels/rainy_A1-A4_output_clean",
-                panel[None],
-                step=step,
-                description="Rows: examples. Columns: rainy input, attention maps A1..A4 "
-                "(heat maps, clipped to [0, 1]), generator output, clean target.",
+                self.PANEL_TAG, panel[None], step=step, description=self.PANEL_DESCRIPTION
             )
         if self.samples_dir:
             path = os.path.join(self.samples_dir, f"step_{step:08d}.png")

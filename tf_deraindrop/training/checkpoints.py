@@ -189,7 +189,11 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.last_saved: int | None = None
 
     def _weights_finite(self) -> bool:
-        variables = self.model.generator.weights + self.model.discriminator.weights
+        # A distillation run's model has a discriminator only with an adversarial term.
+        discriminator = getattr(self.model, "discriminator", None)
+        variables = list(self.model.generator.weights)
+        if discriminator is not None:
+            variables += discriminator.weights
         return all(
             bool(tf.reduce_all(tf.math.is_finite(v.value)).numpy())
             for v in variables

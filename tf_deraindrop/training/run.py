@@ -132,7 +132,30 @@ def _fit_epochs(gan, inputs, schedule: Schedule, start: int, run_callbacks, watc
 
 
 def _fit_epochs_unchecked(gan, inputs, schedule, start, run_callbacks, watch, verbose):
-    config = inputs.config
+    def validation(epoch: int):
+        last = epoch + 1 == schedule.total_epochs
+        validate = (epoch + 1) % inputs.config.val_every == 0 or last
+        return inputs.validation() if validate else None
+
+    return fit_epochs(gan, schedule, start, run_callbacks, watch, verbose, inputs.train, validation)
+
+
+def fit_epochs(
+    model, schedule: Schedule, start: int, callbacks, watch, verbose, train, validation=None
+):
+    """Trains from step `start` to the schedule's end, one `fit` call per (rest of an) epoch.
+
+    Args:
+        model: the Keras model with a `global_step`.
+        callbacks: the run's callbacks, the same objects in every `fit` call.
+        watch: the run's `LossWatch`; its NaN stop ends the loop.
+        verbose: Keras' `fit` verbosity.
+        train: `train(epoch, skip)`, the epoch's stream less its first `skip` batches.
+        validation: `validation(epoch)`, the epoch's validation data or None.
+
+    Returns:
+        The logs of every epoch, `{name: [value per epoch]}`.
+    """
     history: dict[str, list[float]] = {}
     epoch, skip = divmod(start, schedule.steps_per_epoch)
     while epoch < schedule.total_epochs and watch.stopped_at is None:
@@ -142,20 +165,18 @@ def _fit_epochs_unchecked(gan, inputs, schedule, start, run_callbacks, watch, ve
         steps -= skip
         if steps <= 0:  # Keras would take 0 steps per epoch for "until the data ends"
             break
-        last = epoch + 1 == schedule.total_epochs
-        validate = (epoch + 1) % config.val_every == 0 or last
         with warnings.catch_warnings():
             # Keras takes the end of a validation set of unknown length (a
             # distributed one) for training data running out; the training
             # data here repeats forever.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            fit = gan.fit(
-                inputs.train(epoch, skip),
+            fit = model.fit(
+                train(epoch, skip),
                 epochs=epoch + 1,
                 initial_epoch=epoch,
                 steps_per_epoch=steps,
-                validation_data=inputs.validation() if validate else None,
-                callbacks=run_callbacks,
+                validation_data=validation(epoch) if validation else None,
+                callbacks=callbacks,
                 verbose=verbose,
                 shuffle=False,  # the data layer shuffles
             )
