@@ -95,7 +95,10 @@ class Distiller(keras.Model):
         self.generator.build((None, None, None, 3))
         self.g_optimizer.build(self.generator.trainable_variables)
         if self.gan_weight:
-            self.discriminator.build((None, None, None, 3))
+            # A symbolic call creates every layer; build() leaves them to the
+            # first call, and the optimizer must know all the variables now.
+            crop = self.discriminator.crop_size
+            self.discriminator(keras.KerasTensor((None, crop, crop, 3)))
             self.d_optimizer.build(self.discriminator.trainable_variables)
         # Everything is built: Keras must not trace call() on a batch (a dict here).
         self.built = True
