@@ -13,19 +13,24 @@ and the output `derained` (same type), plus `attention` (the final map
   in float16 on a phone GPU delegate.
 * `dynamic`: int8 weights, activations quantized on the fly.
 * `int8`: int8 weights and activations, calibrated on rainy photos from
-  `--calibration-dir`.
+  `--calibration-dir`. The activation ranges are measured in TensorFlow
+  (`export.calibrate`: bfloat16 where the CPU has it, over 10x faster than
+  the converter's calibrator) unless `--calibrator converter`.
 
 Every export is checked unless `--no-verify`: the `.tflite` runs in
 `ai_edge_litert` on held-out images and its output is compared with the
 Keras float generator's. Below the mode's PSNR threshold the export fails
 (exit code 3) and the file is kept as `<output>.rejected`.
 
-Exit codes: 0 exported, 2 bad input, 3 rejected by verification.
+Exit codes: 0 exported, 2 bad input or an output that cannot be written
+(full disk, say: the message names the file; nothing is left behind),
+3 rejected by verification.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.convert import MODES, WEIGHT_BYTES, convert, representative_dataset, write_saved_model
+from export.convert import MODES, WEIGHT_BYTES, convert, write_saved_model
 from export.errors import ExportError, VerificationFailed
 from export.samples import fit_samples, list_images, read_images, synthetic_images
 from export.verify import DEFAULT_MIN_PSNR, Verification, verify
@@ -148,12 +153,44 @@ def _gather_images(
     return found
 
 
-def _convert_model(generator, height, width, quantize, uint8_io, with_attention, calibration):
-    """The `.tflite` bytes; `calibration` is the int8 representative dataset (or None)."""
-    with tempfile.TemporaryDirectory(prefix="derain_export_") as saved_model:
+def _convert_model(
+    generator, height, width, quantize, uint8_io, with_attention, calibration, output=None
+):
+    """The `.tflite` bytes; `calibration` is the int8 representative dataset (or None).
+
+    The SavedModel on the way (26 MB for the full generator) goes into a
+    hidden folder beside `output` (or in the system's temporary folder), named as
+    `weights.atomic_path` names temporaries: removed at the end, and by the
+    next export into that folder if a `kill -9` left it
+    (`weights.remove_stale_partials`).
+    """
+    import shutil
+
+    workdir = os.path.dirname(os.path.abspath(output)) if output else None
+    saved_model = tempfile.mkdtemp(prefix=f".derain_export.partial{os.getpid()}.", dir=workdir)
+    try:
         in_graph_uint8 = uint8_io and quantize != "int8"
-        write_saved_model(generator, saved_model, height, width, in_graph_uint8, with_attention)
+        with _writing(output or saved_model, "its SavedModel on the way"):
+            write_saved_model(generator, saved_model, height, width, in_graph_uint8, with_attention)
         return convert(saved_model, quantize, calibration, uint8_io)
+    finally:
+        shutil.rmtree(saved_model, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writing(path: str, what: str = ""):
+    """A write error (full disk, no permission) as an `ExportError` naming `path`."""
+    import tensorflow as tf
+
+    where = f", {what}" if what else ""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or err
+        raise ExportError(f"{path}: could not be written{where} ({reason})") from err
+    except tf.errors.OpError as err:
+        reason = err.message.split("; ")[-1]
+        raise ExportError(f"{path}: could not be written{where} ({reason})") from err
 
 
 def export_tflite(
@@ -172,6 +209,10 @@ def export_tflite(
     verify_dir: str | None = None,
     progress: bool = True,
     log=print,
+    calibrator: str = "tensorflow",
+    qat_steps: int = 0,
+    qat_dir: str | None = None,
+    qat_crop: int | None = None,
 ) -> ExportReport:
     """Converts a generator to `.tflite`, checks it, and writes it atomically.
 
@@ -191,6 +232,12 @@ def export_tflite(
         verify_dir: images to verify on (default: held-out calibration
             images, else synthetic scenes).
         log: where the summary lines go.
+        calibrator: int8 ranges from `"tensorflow"` (fast, `export.calibrate`)
+            or the TFLite `"converter"`'s calibrator.
+        qat_steps: int8 only: fine-tune with int8 simulated for this many
+            steps on crops of the rainy photos in `qat_dir`, against the
+            float generator's own outputs (`export.qat`).
+        qat_crop: side of the fine-tuning crops (`export.qat.DEFAULT_CROP`).
 
     Returns:
         An `ExportReport`.
@@ -203,7 +250,7 @@ def export_tflite(
         >>> report = export_tflite(generator, "derain.tflite", 480, 720)  # doctest: +SKIP
     """
     from export.analysis import op_counts, xnnpack_coverage
-    from tf_deraindrop.weights import atomic_path
+    from tf_deraindrop.weights import atomic_path, remove_stale_partials
 
     check_arguments(quantize, height, width, calibration_dir)
     if calibration_samples < 1 or verify_samples < 1:
@@ -218,18 +265,37 @@ def export_tflite(
         calibration_samples,
         verify_samples,
     )
+    from export.qat import load_qat_images
 
+    qat_images = load_qat_images(quantize, calibrator, qat_steps, qat_dir)
+
+    workdir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(workdir, exist_ok=True)
+    remove_stale_partials(workdir)  # what an export killed there left
     with atomic_path(output) as partial:
         start = time.perf_counter()
-        calibration = None
+        calibration, source = None, generator
         if quantize == "int8":
+            from export.calibrate import int8_calibration
+
             fitted = fit_samples(images.calibration, height, width, calibration_samples)
-            calibration = representative_dataset(fitted, progress)
+            source, calibration, how = int8_calibration(
+                generator,
+                height,
+                width,
+                fitted,
+                calibrator,
+                progress,
+                qat_images=qat_images,
+                qat_steps=qat_steps,
+                qat_crop=qat_crop,
+            )
+            images.summary += how
         model = _convert_model(
-            generator, height, width, quantize, uint8_io, with_attention, calibration
+            source, height, width, quantize, uint8_io, with_attention, calibration, output
         )
         seconds = time.perf_counter() - start
-        with open(partial, "wb") as f:
+        with _writing(output), open(partial, "wb") as f:
             f.write(model)
         report = ExportReport(
             path=output,
@@ -279,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Verification thresholds (min PSNR, dB): "
             + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_MIN_PSNR.items())
-            + ". Exit codes: 0 exported, 2 bad input, 3 rejected by verification."
+            + ". Exit codes: 0 exported, 2 bad input or an output that cannot be written, "
+            "3 rejected by verification."
         ),
     )
     parser.add_argument("--weights", required=True, help=".keras generator or the authors' gen.pkl")
@@ -290,6 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--calibration-samples", type=int, default=16, help="int8 calibration samples (16)"
     )
+    parser.add_argument(
+        "--calibrator",
+        choices=("tensorflow", "converter"),
+        default="tensorflow",
+        help="int8 ranges: measured in TensorFlow (fast, default) or by the TFLite converter",
+    )
+    qat = parser.add_argument_group("quantization-aware fine-tuning (int8)")
+    qat.add_argument(
+        "--qat-steps",
+        type=int,
+        default=0,
+        help="fine-tune with int8 simulated for N steps before converting, against the float "
+        "model's own outputs (no clean images needed; 0: calibrate only)",
+    )
+    qat.add_argument("--data-dir", help="rainy photos to fine-tune on (with --qat-steps)")
+    qat.add_argument("--qat-crop", type=int, help="side of the fine-tuning crops (128)")
     parser.add_argument(
         "--io",
         choices=("float32", "uint8"),
@@ -312,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_arguments(args.quantize, args.height, args.width, args.calibration_dir)
+        from export.qat import check_qat_arguments, list_data_dir
+
+        check_qat_arguments(args.quantize, args.calibrator, args.qat_steps, args.data_dir)
+        if args.data_dir:
+            list_data_dir(args.data_dir)
         if not os.path.isfile(args.weights):
             raise ExportError(f"--weights {args.weights}: no such file")
         if args.calibration_dir:
@@ -341,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             verify_samples=args.verify_samples,
             verify_dir=args.verify_dir,
             progress=not args.quiet,
+            calibrator=args.calibrator,
+            qat_steps=args.qat_steps,
+            qat_dir=args.data_dir,
+            qat_crop=args.qat_crop,
         )
     except VerificationFailed as err:
         print(f"error: {err}", file=sys.stderr)
