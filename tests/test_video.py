@@ -35,6 +35,7 @@ from tf_deraindrop.video import (
     VideoError,
     VideoWriteError,
     derain_video,
+    frame_model,
     iter_frames,
     probe,
 )
@@ -154,9 +155,12 @@ def test_cli_keeps_frames_timing_rotation_audio_and_quality(
 
 
 def test_lossless_codec_with_batches_equals_derain(clips, generator, reference, tmp_path):
-    result = derain_video(
-        clips["aac"], tmp_path / "drive.mkv", generator, codec="ffv1", batch_size=5, progress=False
-    )
+    model = frame_model(generator, batch_size=5)
+    assert model.per_pass(96, 128) == 5  # 24 frames: four passes of 5 and one of 4 (filled up)
+    # A pass holds at most max_pixels; a frame above it goes alone (tiled by derain).
+    assert frame_model(generator, batch_size=4, max_pixels=2 * 480 * 720).per_pass(480, 720) == 2
+    assert frame_model(generator, batch_size=4).per_pass(1080, 1920) == 1
+    result = derain_video(clips["aac"], tmp_path / "drive.mkv", model, codec="ffv1", progress=False)
     assert result.frames == 24 and not result.truncated
     assert 0 < result.model_seconds <= result.seconds
     frames, _ = decode(tmp_path / "drive.mkv")

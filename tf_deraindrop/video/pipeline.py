@@ -38,6 +38,12 @@ from tf_deraindrop.video.writer import (
 #: Frames waiting between two threads. Each is one frame (a few MB at 720p).
 QUEUE_FRAMES = 8
 
+#: Threads of the decoder and of each encoder (0: FFmpeg's choice, about one
+#: a core). One each made no difference to the int8 pipeline at 480 x 720 on
+#: 2 cores (`benchmarks/bench_video.py`): decoding and H.264 take about 1%
+#: of the model's time there.
+IO_THREADS = 0
+
 #: Gap in pixels between the rainy and the derained frame of `--compare`.
 COMPARE_GAP = 4
 
@@ -81,11 +87,12 @@ class _PerFrame(FrameModel):
 
 
 class _KerasBatches(FrameModel):
-    """A Keras model with the Generator's call contract, `batch_size` frames a pass.
+    """A Keras model with the Generator's call contract, up to `batch_size` frames a pass.
 
-    Frames whose batch would exceed `max_pixels` (padded) go one at a time
-    through `tf_deraindrop.derain`, which tiles an image too large for one
-    pass; so do all frames when `derain_options` are given (a tile size).
+    A pass holds at most `max_pixels` (padded): fewer frames go together
+    when they are large, and a frame too large for one pass goes alone
+    through `tf_deraindrop.derain`, which tiles it. So do all frames when
+    `derain_options` name a tile size.
     """
 
     def __init__(self, model, batch_size: int, attention: bool, max_pixels, derain_options):
@@ -94,18 +101,21 @@ class _KerasBatches(FrameModel):
         self.max_pixels = max_pixels
         self.derain_options = dict(derain_options)
 
-    def _batched(self, h: int, w: int) -> bool:
-        if self.batch_size == 1 or self.derain_options:
-            return False
-        pixels = (h + (-h) % 4) * (w + (-w) % 4) * self.batch_size
-        return self.max_pixels is None or pixels <= self.max_pixels
+    def per_pass(self, h: int, w: int) -> int:
+        """Frames of `h` x `w` run together (1: one at a time through `derain`)."""
+        if self.batch_size == 1 or set(self.derain_options) - {"max_pixels"}:
+            return 1
+        if self.max_pixels is None:
+            return self.batch_size
+        pixels = (h + (-h) % 4) * (w + (-w) % 4)
+        return max(1, min(self.batch_size, self.max_pixels // pixels))
 
     def __call__(self, images):
-        from tf_deraindrop.images import to_float_rgb, to_uint8
-        from tf_deraindrop.inference import derain, pad_to_multiple
+        from tf_deraindrop.inference import derain
 
         h, w = images[0].shape[:2]
-        if not self._batched(h, w):
+        size = self.per_pass(h, w)
+        if size == 1:
             results = [
                 derain(self.model, image, return_attention=self.attention, **self.derain_options)
                 for image in images
@@ -113,17 +123,28 @@ class _KerasBatches(FrameModel):
             if not self.attention:
                 return results, None
             return [r[0] for r in results], [r[1] for r in results]
+        derained, maps = [], []
+        for first in range(0, len(images), size):
+            out, attention = self._pass(images[first : first + size], size)
+            derained += out
+            maps += attention
+        return derained, (maps if self.attention else None)
+
+    def _pass(self, images, size: int):
+        from tf_deraindrop.images import to_float_rgb, to_uint8
+        from tf_deraindrop.inference import pad_to_multiple
+
+        h, w = images[0].shape[:2]
         batch = [pad_to_multiple(to_float_rgb(image)) for image in images]
         # A short last batch is filled up with copies: one traced shape.
-        batch += [batch[-1]] * (self.batch_size - len(batch))
+        batch += [batch[-1]] * (size - len(batch))
         result = self.model.predict_on_batch(np.stack(batch))
         count = len(images)
         outputs = np.asarray(result["outputs"][-1])[:count, :h, :w]
         derained = [to_uint8(o) for o in outputs]
         if not self.attention:
-            return derained, None
-        maps = np.asarray(result["attention"][-1])[:count, :h, :w, 0]
-        return derained, list(maps)
+            return derained, []
+        return derained, list(np.asarray(result["attention"][-1])[:count, :h, :w, 0])
 
 
 def frame_model(
@@ -158,7 +179,8 @@ def frame_model(
     from tf_deraindrop import inference
 
     max_pixels = derain_options.pop("max_pixels", getattr(inference, "DEFAULT_MAX_PIXELS", None))
-    if max_pixels is not None and "max_pixels" in _derain_parameters():
+    if "max_pixels" in _derain_parameters():
+        # None too: one pass per frame, whatever its size (--max-pixels 0).
         derain_options.setdefault("max_pixels", max_pixels)
     batch = DEFAULT_BATCH if batch_size is None else batch_size
     return _KerasBatches(model, batch, attention, max_pixels, derain_options)
@@ -277,6 +299,7 @@ def derain_video(
     progress: bool = True,
     audio: bool = True,
     log: Callable[[str], None] | None = None,
+    io_threads: int = IO_THREADS,
     **derain_options,
 ) -> VideoResult:
     """Derains a video file into another, frame by frame, keeping its timing and audio.
@@ -303,6 +326,8 @@ def derain_video(
         progress: show a progress bar (frames, fps, time left) on stderr.
         audio: copy the audio streams.
         log: where notes and warnings go (default: stderr).
+        io_threads: threads of the decoder and of each encoder (0: FFmpeg's
+            choice, one or more a core; see `IO_THREADS`).
         **derain_options: passed to `tf_deraindrop.derain` for Keras models.
 
     Returns:
@@ -339,7 +364,7 @@ def derain_video(
     result = VideoResult(input=input, output=output, extras=extras, notes=list(plan.notes))
     result.expected = info.expected_frames(start, duration)
     shift = info.start + start if start else 0.0
-    writers = _open_writers(info, plan, output, extras, crf, overwrite, result, log)
+    writers = _open_writers(info, plan, output, extras, crf, overwrite, result, log, io_threads)
     status = DecodeStatus()
     stop = threading.Event()
     frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -358,7 +383,7 @@ def derain_video(
 
     def read() -> None:
         convert = RGBConverter()
-        items = demux(info, start, duration, audio=bool(plan.audio), status=status)
+        items = demux(info, start, duration, bool(plan.audio), status, threads=io_threads)
         step = round(1 / (info.rate * info.time_base)) if info.rate else 1
         try:
             for kind, payload, t in items:
@@ -492,7 +517,7 @@ def check_range(info: VideoInfo, start: float | None, duration: float | None) ->
         )
 
 
-def _open_writers(info, plan, output, extras, crf, overwrite, result, log) -> dict:
+def _open_writers(info, plan, output, extras, crf, overwrite, result, log, threads) -> dict:
     """The output's writer and those of `compare` and `attention`, sharing the input's timing."""
     writers: dict[str, VideoWriter] = {}
     sizes = {
@@ -521,6 +546,7 @@ def _open_writers(info, plan, output, extras, crf, overwrite, result, log) -> di
                 color=color,
                 overwrite=overwrite,
                 pix_fmt=pix_fmt,
+                threads=threads,
             )
     except BaseException:
         for writer in writers.values():

@@ -325,12 +325,15 @@ def demux(
     duration: float | None = None,
     audio: bool = True,
     status: DecodeStatus | None = None,
+    threads: int = 0,
 ) -> Iterator[tuple[str, object, float]]:
     """The video's decoded frames and its audio packets, in file order.
 
     Yields `("video", av.VideoFrame, time)` for the frames in `[start, start +
     duration)` (`time`: seconds from the first frame) and, with `audio`,
-    `("audio", av.Packet, time)` for the audio packets in that range, untouched. A packet that
+    `("audio", av.Packet, time)` for the audio packets in that range, untouched.
+    `threads` sets the decoder's threads (0: FFmpeg's frame threading, one
+    thread a core). A packet that
     does not decode is skipped and counted; an error of the container (a
     file cut short) ends the iteration; both go into `status`.
     """
@@ -339,7 +342,9 @@ def demux(
     container = open_video(info.path)
     try:
         stream = _video_stream(container)
-        if av.logging.get_level() is None:
+        if threads:
+            stream.thread_count = threads
+        elif av.logging.get_level() is None:
             stream.thread_type = "AUTO"
         else:  # logging on: FFmpeg's decoding threads would need the GIL (see _av)
             stream.thread_count = 1
