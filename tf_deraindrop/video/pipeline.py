@@ -40,8 +40,8 @@ QUEUE_FRAMES = 8
 
 #: Threads of the decoder and of each encoder (0: FFmpeg's choice, about one
 #: a core). One each made no difference to the int8 pipeline at 480 x 720 on
-#: 2 cores (`benchmarks/bench_video.py`): decoding and H.264 take about 1%
-#: of the model's time there.
+#: 2 cores: it spends under 1% of its time outside the model's calls there
+#: (`benchmarks/bench_video.py`).
 IO_THREADS = 0
 
 #: Gap in pixels between the rainy and the derained frame of `--compare`.
