@@ -77,12 +77,19 @@ def main() -> None:
         generators.append((f"trained ({args.weights})", load_generator(args.weights)))
     images = photos(args.height, args.width)
     native, why = precision.native_bfloat16()
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
 
     lines = [
         f"derain at {args.height} x {args.width}, {args.threads} threads; "
         f"photos: {', '.join(n for n, _ in images)}",
-        f"native bfloat16: {native} ({why}); auto's probe bar {precision.AUTO_MIN_PSNR:g} dB "
-        f"on a {precision.PROBE_SIZE[0]} x {precision.PROBE_SIZE[1]} probe",
+        f"{cpu}; native bfloat16: {native} ({why})",
+        f"auto's probe bar {precision.AUTO_MIN_PSNR:g} dB on a "
+        f"{precision.PROBE_SIZE[0]} x {precision.PROBE_SIZE[1]} probe",
         "",
     ]
     print("\n".join(lines), flush=True)
