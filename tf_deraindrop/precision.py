@@ -4,10 +4,12 @@ A generator trained in float32 runs in bfloat16 from a cast copy of its
 weights (nothing is re-trained): the copy is built from the generator's
 config under the `mixed_bfloat16` policy, so the convolutions compute in
 bfloat16 with float32 variables and float32 outputs. On a CPU with
-AVX512_BF16 or AMX, oneDNN runs those convolutions several times faster
-than float32 (`benchmarks/bench_precision.py`); without them TensorFlow
-emulates bfloat16 and is slower than float32, so `auto` only picks it where
-the CPU flags (or a GPU of compute capability 8.0 and up) say it is native.
+AVX512_BF16 or AMX, oneDNN runs those convolutions faster than float32
+(1.7x with AVX512_BF16 on an AMD EPYC, `benchmarks/bench_precision.py`; 3x
+with AMX on a Xeon, `benchmarks/bench_generator.py`); without them
+TensorFlow emulates bfloat16 and is slower than float32, so `auto` only
+picks it where the CPU flags (or a GPU of compute capability 8.0 and up)
+say it is native.
 
 `auto` also checks the model itself: the first time a generator runs under
 `auto`, its bfloat16 copy and its float32 self derain a small probe image,
