@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
 
-from tests.train_helpers import CROP, REPO, env, make_pairs, train_command
+from tests.train_helpers import CROP, kill_at_first_checkpoint, make_pairs, train_command
 from tf_deraindrop import train as train_module
 
 torch = pytest.importorskip("torch")
@@ -99,24 +96,7 @@ def test_a_resumed_run_keeps_its_lineage_and_does_not_reimport(
     shutil.copyfile(authors_checkpoint, init)
     out = str(tmp_path / "lineage")
     flags = _flags(pairs_dir, out, steps=8, **{"init-generator": init})
-    index = os.path.join(out, "checkpoints", "checkpoint")
-    process = subprocess.Popen(
-        train_command(*flags),
-        cwd=REPO,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not (os.path.isfile(index) and "ckpt-" in open(index).read()):
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait(30)
+    kill_at_first_checkpoint(train_command(*flags), out)
     # The import file is gone: the resume must not need it, and must not re-import.
     os.remove(init)
     assert train_module.main(flags) == 0

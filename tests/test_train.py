@@ -6,16 +6,20 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import subprocess
-import time
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.train_helpers import CROP, REPO, env, make_pairs, read_events, run_train, train_command
+from tests.train_helpers import (
+    CROP,
+    kill_at_first_checkpoint,
+    make_pairs,
+    read_events,
+    run_train,
+    train_command,
+)
 from tf_deraindrop import train as train_module
 from tf_deraindrop.training.config import ConfigError, TrainConfig
 
@@ -112,23 +116,7 @@ def test_cli_usage_errors_exit_2_with_a_message(tmp_path, capsys):
 def test_resume_after_kill_9_matches_the_uninterrupted_run(pairs_dir, uninterrupted_run, tmp_path):
     out_dir = str(tmp_path / "killed")
     index = os.path.join(out_dir, "checkpoints", "checkpoint")
-    process = subprocess.Popen(
-        train_command(*_flags(pairs_dir, out_dir)),
-        cwd=REPO,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not (os.path.isfile(index) and "ckpt-" in open(index).read()):
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait(30)
+    kill_at_first_checkpoint(train_command(*_flags(pairs_dir, out_dir)), out_dir)
     killed_at = int(tf.train.latest_checkpoint(os.path.dirname(index)).rsplit("-", 1)[1])
     assert 0 < killed_at < STEPS
 

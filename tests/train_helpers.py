@@ -79,3 +79,24 @@ def read_events(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, object]
                     item = float(array)
                 found.setdefault(value.tag, []).append((event.step, item))
     return found
+
+
+def kill_at_first_checkpoint(command: list[str], out_dir: str | os.PathLike, timeout: float = 180):
+    """Runs `command` and kills it with SIGKILL once `out_dir` holds its first checkpoint."""
+    import signal
+    import time
+
+    index = os.path.join(os.fspath(out_dir), "checkpoints", "checkpoint")
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not (os.path.isfile(index) and "ckpt-" in open(index).read()):
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, f"no checkpoint within {timeout:.0f} s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(30)
