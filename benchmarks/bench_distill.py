@@ -126,10 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"bfloat16 teacher output vs float32: {bf16_psnr:.1f} dB PSNR on the batch.")
     say(f"keras {keras.__version__}, tensorflow {tf.__version__}")
     if args.output:
-        from tf_deraindrop.weights import atomic_path
+        from tf_deraindrop.weights import write_text_atomically
 
-        with atomic_path(args.output) as tmp, open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_text_atomically(args.output, "\n".join(lines) + "\n")
     return 0
 
 

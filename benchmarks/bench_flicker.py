@@ -104,10 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines))
     if args.output:
-        from tf_deraindrop.weights import atomic_path
+        from tf_deraindrop.weights import write_text_atomically
 
-        with atomic_path(args.output) as tmp, open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_text_atomically(args.output, "\n".join(lines) + "\n")
     return 0
 
 

@@ -51,6 +51,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.remove(tmp)
 
 
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` through `atomic_path`: a reader never sees half of it.
+
+    Args:
+        path: the file to write (its folder is created).
+        text: the whole content.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
 #: `atomic_path`'s temporary names: `.<base>.partial<pid><suffix>`.
 _PARTIAL_NAME = re.compile(r"^\..+\.partial(?P<pid>\d+)(\.[^.]*)?$")
 
