@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tf_deraindrop.layers.conv import conv2d
+
 
 @keras.saving.register_keras_serializable(package="tf_deraindrop")
 class ResidualBlock(keras.layers.Layer):
@@ -34,21 +36,9 @@ class ResidualBlock(keras.layers.Layer):
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.nonnegative_inputs = bool(nonnegative_inputs)
-        self.conv_a = keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            activation="relu",
-            name="conv_a",
-            dtype=self.dtype_policy,
-        )
-        self.conv_b = keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            activation="relu",
-            name="conv_b",
-            dtype=self.dtype_policy,
+        self.conv_a, self.conv_b = (
+            conv2d(filters, kernel_size, name, self.dtype_policy, activation="relu")
+            for name in ("conv_a", "conv_b")
         )
 
     def build(self, input_shape):

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tf_deraindrop.layers import ConvLSTMCell, ResidualBlock, UpsamplingBlock
+from tf_deraindrop.layers.conv import conv2d
 
 #: Parameters of the authors' generator (`gen.pkl`), docs/architecture.md, section 1.
 GENERATOR_PARAMETERS = 6_244_362
@@ -14,15 +15,16 @@ GENERATOR_PARAMETERS = 6_244_362
 def _conv(filters, kernel_size, name, policy, activation="relu", dilation=1, strides=1):
     # Stride-1 odd kernels with pad (k - 1) / 2 * dilation are Keras "same";
     # the stride-2 convs get an explicit symmetric pad and "valid" instead.
-    return keras.layers.Conv2D(
+    padding = "same" if strides == 1 else "valid"
+    return conv2d(
         filters,
         kernel_size,
+        name,
+        policy,
         strides=strides,
-        padding="same" if strides == 1 else "valid",
-        dilation_rate=dilation,
+        dilation=dilation,
         activation=activation,
-        name=name,
-        dtype=policy,
+        padding=padding,
     )
 
 

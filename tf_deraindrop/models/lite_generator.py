@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tf_deraindrop.layers.conv import conv2d
+
 #: Named sizes (see benchmarks/bench_lite.py for their cost at 480 x 720).
 PRESETS: dict[str, dict] = {
     "nano": {
@@ -48,15 +50,8 @@ GATES = ("i", "f", "g", "o")
 
 
 def _conv(filters, name, policy, kernel_size=3, strides=1, dilation=1, use_bias=True):
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        dilation_rate=dilation,
-        use_bias=use_bias,
-        name=name,
-        dtype=policy,
+    return conv2d(
+        filters, kernel_size, name, policy, strides=strides, dilation=dilation, use_bias=use_bias
     )
 
 
