@@ -8,25 +8,19 @@ import os
 import numpy as np
 import pytest
 
-from tests.train_helpers import CROP, kill_at_first_checkpoint, make_pairs, train_command
+from tests.train_helpers import (
+    kill_at_first_checkpoint,
+    make_pairs,
+    small_run_flags,
+    train_command,
+)
 from tf_deraindrop import train as train_module
 
 torch = pytest.importorskip("torch")
 
 
 def _flags(data_dir, out_dir, **overrides) -> list[str]:
-    values = {
-        "crop-size": CROP,
-        "val-fraction": 0.25,
-        "checkpoint-every": 2,
-        "vgg-weights": "none",
-        "seed": 5,
-        "steps": 2,
-        **overrides,
-        "data-dir": data_dir,
-        "out-dir": out_dir,
-    }
-    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+    return small_run_flags(data_dir, out_dir, **{"seed": 5, "steps": 2, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from tests.train_helpers import CROP, REPO, env, make_pairs, train_command
+from tests.train_helpers import REPO, env, make_pairs, small_run_flags, train_command
 from tf_deraindrop import train as train_module
 from tf_deraindrop.data import DatasetWarning
 from tf_deraindrop.training.checkpoints import existing_checkpoints
@@ -23,17 +23,7 @@ from tf_deraindrop.training.lock import RunLock
 
 
 def _flags(data_dir, out_dir, **overrides) -> list[str]:
-    values = {
-        "crop-size": CROP,
-        "val-fraction": 0.25,
-        "checkpoint-every": 2,
-        "vgg-weights": "none",
-        "seed": 3,
-        **overrides,
-        "data-dir": data_dir,
-        "out-dir": out_dir,
-    }
-    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+    return small_run_flags(data_dir, out_dir, **{"seed": 3, **overrides})
 
 
 def _steps(out_dir) -> list[int]:

@@ -36,6 +36,24 @@ def make_pairs(root: str | os.PathLike, count: int = 4, size: int = 40, seed: in
     return root
 
 
+def small_run_flags(data_dir, out_dir, **overrides) -> list[str]:
+    """`train` flags of a tiny run (crop `CROP`, checkpoint every 2 steps, no VGG) plus `overrides`.
+
+    Overrides are keyed by flag name without the dashes: `small_run_flags(d, o, steps=4,
+    **{"g-lr": 1e4})`.
+    """
+    values = {
+        "crop-size": CROP,
+        "val-fraction": 0.25,
+        "checkpoint-every": 2,
+        "vgg-weights": "none",
+        **overrides,
+        "data-dir": data_dir,
+        "out-dir": out_dir,
+    }
+    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+
+
 def env(**extra: str) -> dict[str, str]:
     """The environment of a child process: quiet TensorFlow, the repo importable."""
     values = dict(os.environ)
