@@ -219,7 +219,7 @@ def throughput_benchmark(args) -> int:
     import tensorflow as tf
 
     from tf_deraindrop import data
-    from tf_deraindrop.data import records
+    from tf_deraindrop.data import record_writer
 
     root = args.keep or tempfile.mkdtemp(prefix="bench_input_")
     try:
@@ -228,7 +228,7 @@ def throughput_benchmark(args) -> int:
         pairs = data.find_pairs(os.path.join(root, "pairs"))
         made = time.perf_counter() - start
         start = time.perf_counter()
-        records.write_tfrecords(
+        record_writer.write_tfrecords(
             [(p.rainy, p.clean, p.mask) for p in pairs],
             os.path.join(root, "records"),
             num_shards=4,

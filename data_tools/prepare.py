@@ -432,7 +432,7 @@ def _write_outputs(report: DatasetReport, args: argparse.Namespace, mask_kwargs:
         print(f"report: {args.report}")
     if args.tfrecords and good:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from tf_deraindrop.data.records import write_tfrecords
+        from tf_deraindrop.data.record_writer import write_tfrecords
 
         pairs = [
             {"rainy": p.rainy, "clean": p.clean, "mask": p.mask_path, "name": p.key} for p in good

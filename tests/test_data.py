@@ -359,11 +359,11 @@ def test_bad_arguments(tmp_path):
 
 
 def _write_records(tmp_path, sizes):
-    from tf_deraindrop.data import records
+    from tf_deraindrop.data import record_writer
 
     make_layout(tmp_path / "pairs", sizes)
     pairs = data.find_pairs(tmp_path / "pairs")
-    records.write_tfrecords(
+    record_writer.write_tfrecords(
         [(p.rainy, p.clean) for p in pairs], tmp_path / "rec", num_shards=2, progress=False
     )
     return pairs

@@ -7,13 +7,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tf_deraindrop.data.record_writer import write_tfrecords
 from tf_deraindrop.data.records import (
     MASK_ON,
     TFRECORD_PATTERN,
     find_tfrecords,
     load_tfrecord_dataset,
     parse_example,
-    write_tfrecords,
 )
 from tf_deraindrop.masks import compute_mask
 

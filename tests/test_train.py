@@ -288,7 +288,7 @@ def test_demo_trains_and_says_where_everything_is(tmp_path):
 
 def test_tfrecords_train_and_the_learning_rate_decay_takes_effect(pairs_dir, tmp_path):
     from tf_deraindrop.data import find_pairs
-    from tf_deraindrop.data.records import write_tfrecords
+    from tf_deraindrop.data.record_writer import write_tfrecords
 
     pairs = [(p.rainy, p.clean) for p in find_pairs(pairs_dir)]
     write_tfrecords(pairs, tmp_path / "records", num_shards=2, progress=False)
