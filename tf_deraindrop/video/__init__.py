@@ -5,6 +5,12 @@ any model with its call contract) or a `LiteDerainer`, keeping the frame
 count, timestamps, size, rotation and audio; `iter_frames` gives the frames
 as RGB arrays for a loop of your own, and `VideoWriter` writes frames back.
 
+The modules, in the order a frame meets them: `probing` (what a file is),
+`reader` (decoding), `models` (the model as a function of frames),
+`stages` (the reader, model and writer threads), `encoders` and `writer`
+(encoding, the temporary name), `audio` (audio copied as it is), `report`
+(the result and warnings) and `pipeline` (`derain_video`, which ties them).
+
 Example:
     >>> from tf_deraindrop.video import derain_video, iter_frames  # doctest: +SKIP
     >>> result = derain_video("drive.mp4", "clean.mp4", generator)  # doctest: +SKIP
@@ -12,36 +18,21 @@ Example:
     ...     print(frame.time, frame.image.shape)
 """
 
-from tf_deraindrop.video.pipeline import (
-    DEFAULT_BATCH,
-    FrameModel,
-    VideoResult,
-    check_outputs,
-    check_range,
-    derain_video,
-    frame_model,
-)
-from tf_deraindrop.video.reader import (
+from tf_deraindrop.video.audio import plan_output
+from tf_deraindrop.video.encoders import ENCODERS, Encoder, choose_encoder, video_encoders
+from tf_deraindrop.video.models import DEFAULT_BATCH, FrameModel, frame_model
+from tf_deraindrop.video.pipeline import check_outputs, check_range, derain_video
+from tf_deraindrop.video.probing import (
     VIDEO_SUFFIXES,
-    DecodeStatus,
-    Frame,
     VideoError,
     VideoInfo,
     is_video,
-    iter_frames,
     parse_time,
     probe,
 )
-from tf_deraindrop.video.writer import (
-    ENCODERS,
-    Encoder,
-    OutputExistsError,
-    VideoWriteError,
-    VideoWriter,
-    choose_encoder,
-    plan_output,
-    video_encoders,
-)
+from tf_deraindrop.video.reader import DecodeStatus, Frame, iter_frames
+from tf_deraindrop.video.report import VideoResult
+from tf_deraindrop.video.writer import OutputExistsError, VideoWriteError, VideoWriter
 
 __all__ = [
     "DEFAULT_BATCH",
