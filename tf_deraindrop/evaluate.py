@@ -20,7 +20,36 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tf_deraindrop.cli import (
+    add_max_pixels_argument,
+    add_precision_argument,
+    fail,
+    max_pixels_kwargs,
+)
+
 COLUMNS = ("name", "psnr", "ssim", "input_psnr", "input_ssim")
+
+
+def _read_pair(pair) -> tuple:
+    """`(rainy, clean)` uint8 RGB of one pair.
+
+    Raises:
+        ImageReadError: an unreadable image.
+        DatasetError: the two differ in size, or are too small for the protocol.
+    """
+    from tf_deraindrop.data import DatasetError
+    from tf_deraindrop.images import read_image, to_uint8
+
+    rainy = to_uint8(read_image(pair.rainy))
+    clean = to_uint8(read_image(pair.clean))
+    if rainy.shape != clean.shape:
+        raise DatasetError(
+            f"{pair.rainy} ({rainy.shape[1]} x {rainy.shape[0]}) and {pair.clean} "
+            f"({clean.shape[1]} x {clean.shape[0]}) differ in size."
+        )
+    if min(rainy.shape[:2]) < 8:
+        raise DatasetError(f"{pair.rainy}: too small for the protocol (under 8 px).")
+    return rainy, clean
 
 
 def evaluate_pairs(
@@ -57,22 +86,17 @@ def evaluate_pairs(
     from tqdm import tqdm
 
     from tf_deraindrop.data import DatasetError
-    from tf_deraindrop.images import ImageReadError, read_image, to_uint8
+    from tf_deraindrop.images import ImageReadError
     from tf_deraindrop.metrics import psnr_y, ssim_y
 
+    if generator is not None:
+        from tf_deraindrop.inference import derain
+    derain_options = max_pixels_kwargs(max_pixels)
     rows = []
     bar = tqdm(pairs, desc="evaluate", unit="pair", disable=not progress, file=sys.stderr)
     for pair in bar:
         try:
-            rainy = to_uint8(read_image(pair.rainy))
-            clean = to_uint8(read_image(pair.clean))
-            if rainy.shape != clean.shape:
-                raise DatasetError(
-                    f"{pair.rainy} ({rainy.shape[1]} x {rainy.shape[0]}) and {pair.clean} "
-                    f"({clean.shape[1]} x {clean.shape[0]}) differ in size."
-                )
-            if min(rainy.shape[:2]) < 8:
-                raise DatasetError(f"{pair.rainy}: too small for the protocol (under 8 px).")
+            rainy, clean = _read_pair(pair)
         except (ImageReadError, DatasetError) as err:
             if not skip_bad:
                 raise DatasetError(str(err)) from err
@@ -87,10 +111,7 @@ def evaluate_pairs(
             "input_ssim": ssim_y(rainy, clean),
         }
         if generator is not None:
-            from tf_deraindrop.inference import derain
-            from tf_deraindrop.tiling import max_pixels_kwargs
-
-            output = derain(generator, rainy, **max_pixels_kwargs(max_pixels))
+            output = derain(generator, rainy, **derain_options)
             row["psnr"] = psnr_y(output, clean)
             row["ssim"] = ssim_y(output, clean)
         rows.append(row)
@@ -146,9 +167,7 @@ def format_summary(means: dict, count: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tf_deraindrop.tiling import add_max_pixels_argument
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tf_deraindrop.evaluate",
         description=(
@@ -162,24 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--csv", help="write per-image numbers to this CSV file")
     parser.add_argument("--limit", type=int, help="evaluate only the first N pairs")
-    parser.add_argument(
-        "--input-only",
-        action="store_true",
-        help="measure only the rainy input against the clean image (no --weights)",
-    )
-    parser.add_argument(
-        "--skip-bad", action="store_true", help="skip bad pairs with a warning instead of failing"
-    )
+    input_only = "measure only the rainy input against the clean image (no --weights)"
+    parser.add_argument("--input-only", action="store_true", help=input_only)
+    skip_bad = "skip bad pairs with a warning instead of failing"
+    parser.add_argument("--skip-bad", action="store_true", help=skip_bad)
     add_max_pixels_argument(parser)
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="compute in bfloat16 (a cast copy of the weights) or float32; auto: bfloat16 "
-        "where the CPU (AVX512_BF16, AMX) or GPU runs it natively and the output stays "
-        "within 40 dB PSNR of float32 (default: auto; the precision used is printed)",
-    )
+    add_precision_argument(parser, note="; the precision used is printed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.weights is None and not args.input_only:
         parser.error("--weights is required (or --input-only for the input baseline alone)")
@@ -187,38 +200,65 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--input-only takes no --weights")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
+    return args
 
+
+def _find_pairs(args, problems: list[tuple[str, str]]) -> list:
+    """The first `--limit` pairs of `--data-dir`; raises DatasetError."""
     import warnings
 
-    from tf_deraindrop.data import DatasetError, DatasetWarning, find_pairs
+    from tf_deraindrop.data import DatasetWarning, find_pairs
+
+    with warnings.catch_warnings():
+        # Skipped files are reported once, by `_report`, with the evaluation's own.
+        warnings.simplefilter("ignore", DatasetWarning)
+        pairs = find_pairs(args.data_dir, skip_bad=args.skip_bad, problems=problems)
+    return pairs if args.limit is None else pairs[: args.limit]
+
+
+def _load(weights: str | None, precision: str):
+    """`(generator, resolved precision)`, `(None, None)` without weights; raises WeightsError."""
+    if weights is None:
+        return None, None
+    from tf_deraindrop.precision import resolve_generator
+    from tf_deraindrop.weights import load_generator_weights
+
+    resolved = resolve_generator(load_generator_weights(weights), precision)
+    return resolved.model, resolved
+
+
+def _report(args, rows: list[dict], problems: list[tuple[str, str]], resolved) -> int:
+    """Prints the skipped pairs, the table and writes the CSV; the exit status."""
+    for path, reason in problems:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    if problems:
+        print(f"warning: skipped {len(problems)} bad pairs", file=sys.stderr)
+    if not rows:
+        return fail("no pair could be evaluated")
+    # The table first: a CSV that cannot be written must not lose the numbers.
+    what = args.weights if resolved is not None else "the rainy input only"
+    print(f"{args.data_dir}: {what} (Y channel, crop to multiples of 4, skimage SSIM)")
+    if resolved is not None:
+        print(f"Precision: {resolved}")
+    print(format_summary(summarize(rows), len(rows)), flush=True)
+    if args.csv:
+        try:
+            write_csv(args.csv, rows)
+        except OSError as err:
+            return fail(f"could not write --csv {args.csv}: {err.strerror or err}")
+        print(f"Per-image numbers: {args.csv}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    from tf_deraindrop.data import DatasetError
+    from tf_deraindrop.weights import WeightsError
 
     problems: list[tuple[str, str]] = []
     try:
-        with warnings.catch_warnings():
-            # Skipped files are reported once, below, with the evaluation's own.
-            warnings.simplefilter("ignore", DatasetWarning)
-            pairs = find_pairs(args.data_dir, skip_bad=args.skip_bad, problems=problems)
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.limit is not None:
-        pairs = pairs[: args.limit]
-
-    generator = None
-    if args.weights is not None:
-        from tf_deraindrop.weights import WeightsError, load_generator_weights
-
-        try:
-            generator = load_generator_weights(args.weights)
-        except WeightsError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        from tf_deraindrop.precision import resolve_generator
-
-        resolved = resolve_generator(generator, args.precision)
-        generator = resolved.model
-
-    try:
+        pairs = _find_pairs(args, problems)
+        generator, resolved = _load(args.weights, args.precision)
         rows = evaluate_pairs(
             pairs,
             generator,
@@ -227,32 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             problems=problems,
             max_pixels=args.max_pixels,
         )
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path, reason in problems:
-        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    if problems:
-        print(f"warning: skipped {len(problems)} bad pairs", file=sys.stderr)
-    if not rows:
-        print("error: no pair could be evaluated", file=sys.stderr)
-        return 2
-    # The table first: a CSV that cannot be written must not lose the numbers.
-    what = args.weights if generator is not None else "the rainy input only"
-    print(f"{args.data_dir}: {what} (Y channel, crop to multiples of 4, skimage SSIM)")
-    if generator is not None:
-        print(f"Precision: {resolved}")
-    print(format_summary(summarize(rows), len(rows)), flush=True)
-    if args.csv:
-        try:
-            write_csv(args.csv, rows)
-        except OSError as err:
-            print(
-                f"error: could not write --csv {args.csv}: {err.strerror or err}", file=sys.stderr
-            )
-            return 2
-        print(f"Per-image numbers: {args.csv}")
-    return 0
+    except (DatasetError, WeightsError) as err:
+        return fail(err)
+    return _report(args, rows, problems, resolved)
 
 
 if __name__ == "__main__":
