@@ -9,7 +9,7 @@ import numpy as np
 
 from tf_deraindrop.images import to_float_rgb, to_uint8
 from tf_deraindrop.models import Generator, LiteGenerator
-from tf_deraindrop.tiling import choose_tile, pad_to, tile_and_blend
+from tf_deraindrop.tiling import blend_to_uint8, choose_tile, pad_to
 
 #: Default `max_pixels` of `derain`: larger images go through the generator in
 #: tiles of at most this many pixels. The generator takes about 1.3 KB of
@@ -96,18 +96,9 @@ def derain(
 
         generator = resolve_generator(generator, precision, sample=image).model
     overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
-    if tile is not None:
-        tile = _check_tile(tile, overlap)
-    else:
-        if image.ndim < 2:
-            to_float_rgb(image)  # raises the shape error
-        h, w = image.shape[:2]
-        padded = (h + (-h) % 4) * (w + (-w) % 4)
-        if max_pixels is not None and max_pixels < 1:
-            raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
-        if max_pixels is None or padded <= max_pixels:
-            return _derain_whole(generator, image, return_attention)
-        tile = choose_tile(h, w, int(max_pixels), overlap)
+    tile = _check_tile(tile, overlap) if tile is not None else _tile_for(image, max_pixels, overlap)
+    if tile is None:
+        return _derain_whole(generator, image, return_attention)
 
     def run(crop: np.ndarray) -> np.ndarray:
         result = generator.predict_on_batch(crop[None])
@@ -116,17 +107,20 @@ def derain(
             out = np.concatenate([out, np.asarray(result["attention"][-1])[0]], axis=-1)
         return out
 
+    return blend_to_uint8(run, image, tile, overlap, attention=return_attention)
+
+
+def _tile_for(image: np.ndarray, max_pixels: int | None, overlap: int) -> tuple[int, int] | None:
+    """The tiles `derain` covers `image` with; None for one pass over the whole image."""
+    if image.ndim < 2:
+        to_float_rgb(image)  # raises the shape error
     h, w = image.shape[:2]
-    output = np.empty((h, w, 3), np.uint8)
-    attention = np.empty((h, w), np.float32) if return_attention else None
-
-    def sink(row: int, band: np.ndarray) -> None:
-        output[row : row + band.shape[0]] = to_uint8(band[..., :3])
-        if attention is not None:
-            attention[row : row + band.shape[0]] = band[..., 3]
-
-    tile_and_blend(run, image, tile, overlap, sink=sink)
-    return (output, attention) if return_attention else output
+    padded = (h + (-h) % 4) * (w + (-w) % 4)
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive (or None), got {max_pixels}")
+    if max_pixels is None or padded <= max_pixels:
+        return None
+    return choose_tile(h, w, int(max_pixels), overlap)
 
 
 def _derain_whole(generator: Generator, image: np.ndarray, return_attention: bool):

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from tf_deraindrop.images import to_float_rgb, to_uint8
-from tf_deraindrop.tiling import tile_and_blend
+from tf_deraindrop.images import to_uint8
+from tf_deraindrop.tiling import blend_to_uint8
 
 #: Name of the signature, its input and its outputs in an exported model.
 SIGNATURE = "derain"
@@ -213,22 +213,10 @@ class LiteDerainer:
             raise ValueError(
                 f"{self.path} has no attention output; export it with --with-attention"
             )
-        image = np.asarray(image)
-        to_float_rgb(image[:1, :1] if image.ndim >= 2 else image)  # shape and dtype errors
-        h, w = image.shape[:2]
-        derained = np.empty((h, w, 3), np.uint8)
-        attention = np.empty((h, w), np.float32) if return_attention else None
-
-        def sink(row: int, band: np.ndarray) -> None:
-            derained[row : row + band.shape[0]] = to_uint8(band[..., :3])
-            if attention is not None:
-                attention[row : row + band.shape[0]] = band[..., 3]
-
-        tile_and_blend(
+        return blend_to_uint8(
             lambda t: self.run_tile(t, with_attention=return_attention),
             image,
             self.tile_size,
             self.overlap,
-            sink=sink,
+            attention=return_attention,
         )
-        return (derained, attention) if return_attention else derained

@@ -23,13 +23,12 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 
 import numpy as np
 
-from tf_deraindrop.images import to_float_rgb
+from tf_deraindrop.images import to_float_rgb, to_uint8
 
 
 def pad_mode(height: int, width: int, pad_height: int, pad_width: int) -> str:
@@ -167,6 +166,34 @@ def choose_tile(
     return best[1]
 
 
+def _checked_image(image) -> np.ndarray:
+    """`image` as an array, once `to_float_rgb` found its shape and dtype usable (a 1-pixel try)."""
+    image = np.asarray(image)
+    to_float_rgb(image[:1, :1] if image.ndim >= 2 else image)  # raises the shape or dtype error
+    return image
+
+
+def _run_tile(run, image: np.ndarray, y: int, x: int, tile: tuple[int, int], mode: str):
+    """`run` on the tile at `(y, x)`, padded by `mode` to `tile` where the image ends."""
+    th, tw = tile
+    crop = to_float_rgb(image[y : y + th, x : x + tw])
+    if crop.shape[:2] != (th, tw):
+        crop = pad_to(crop, th, tw, mode)
+    out = np.asarray(run(crop), np.float32)
+    if out.ndim == 2:
+        out = out[..., None]
+    if out.shape[:2] != (th, tw):
+        raise ValueError(f"run returned {out.shape} for a {th} x {tw} tile")
+    return out
+
+
+def _drop_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """`array` less its first `rows` rows, zero rows added at the bottom (same shape)."""
+    rest = np.zeros_like(array)
+    rest[: array.shape[0] - rows] = array[rows:]
+    return rest
+
+
 def tile_and_blend(
     run: Callable[[np.ndarray], np.ndarray],
     image: np.ndarray,
@@ -195,14 +222,12 @@ def tile_and_blend(
     Returns:
         float32 `(H, W, C)`: the blended outputs (None when `sink` is given).
     """
-    image = np.asarray(image)
-    to_float_rgb(image[:1, :1] if image.ndim >= 2 else image)  # shape and dtype errors first
+    image = _checked_image(image)
     th, tw = (int(t) for t in tile)
     h, w = image.shape[:2]
     height, width = max(h, th), max(w, tw)
     mode = pad_mode(h, w, height - h, width - w)
     overlap = max(0, min(int(overlap), th - 1, tw - 1))
-
     result = None
 
     def emit(row: int, band: np.ndarray) -> None:
@@ -217,31 +242,18 @@ def tile_and_blend(
             result = np.empty((h, w, band.shape[-1]), np.float32)
         result[row : row + band.shape[0]] = band
 
-    ys, xs = positions(height, th, overlap), positions(width, tw, overlap)
+    xs = positions(width, tw, overlap)
     ramps_x = [ramp(tw, x, width, overlap) for x in xs]
     total = weights = None
     top = 0  # image row of total[0]
-    for y in ys:
+    for y in positions(height, th, overlap):
         if total is not None and y > top:
             # Rows above this tile row are final: hand them on, keep the rest.
-            done = y - top
-            emit(top, total[:done] / weights[:done])
-            keep = total.shape[0] - done
-            new_total = np.zeros_like(total)
-            new_total[:keep] = total[done:]
-            new_weights = np.zeros_like(weights)
-            new_weights[:keep] = weights[done:]
-            total, weights, top = new_total, new_weights, y
+            emit(top, total[: y - top] / weights[: y - top])
+            total, weights, top = _drop_rows(total, y - top), _drop_rows(weights, y - top), y
         wy = ramp(th, y, height, overlap)
         for x, wx in zip(xs, ramps_x):
-            crop = to_float_rgb(image[y : y + th, x : x + tw])
-            if crop.shape[:2] != (th, tw):
-                crop = pad_to(crop, th, tw, mode)
-            out = np.asarray(run(crop), np.float32)
-            if out.ndim == 2:
-                out = out[..., None]
-            if out.shape[:2] != (th, tw):
-                raise ValueError(f"run returned {out.shape} for a {th} x {tw} tile")
+            out = _run_tile(run, image, y, x, (th, tw), mode)
             if total is None:
                 total = np.zeros((th, width, out.shape[-1]), np.float32)
                 weights = np.zeros((th, width, 1), np.float32)
@@ -252,44 +264,36 @@ def tile_and_blend(
     return result
 
 
-#: The smallest `--max-pixels` the tools take (a tile of 512 x 512): smaller
-#: tiles are mostly overlap.
-MIN_MAX_PIXELS = 512 * 512
+def blend_to_uint8(
+    run: Callable, image: np.ndarray, tile: tuple[int, int], overlap: int, attention: bool = False
+):
+    """`tile_and_blend` of a derainer into uint8 RGB, band by band (no float image is held).
 
+    Args:
+        run: one float32 tile -> `(th, tw, 3)` derained, with the attention
+            map as a fourth channel when `attention`.
+        image: RGB, RGBA or grayscale; uint8, uint16 or float in [0, 1].
+        tile: `(height, width)` of the tiles.
+        overlap: minimum overlap of neighbouring tiles, in pixels.
+        attention: also return the blended fourth channel, the attention map.
 
-def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
-    """Adds `--max-pixels N` (dest `max_pixels`, default None) to a tool's parser.
+    Returns:
+        uint8 RGB `(H, W, 3)`, or `(that, float32 (H, W) attention)`.
 
-    None means `derain`'s default; 0 means whole images in one pass. Pass it
-    on as `derain(..., **max_pixels_kwargs(args.max_pixels))`.
+    Example:
+        >>> out = blend_to_uint8(lambda t: t, np.zeros((50, 70, 3)), (32, 32), 8)
+        >>> out.shape, out.dtype
+        ((50, 70, 3), dtype('uint8'))
     """
+    image = _checked_image(image)
+    h, w = image.shape[:2]
+    output = np.empty((h, w, 3), np.uint8)
+    attention_map = np.empty((h, w), np.float32) if attention else None
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value != 0 and value < MIN_MAX_PIXELS:
-            raise argparse.ArgumentTypeError(
-                f"must be 0 (no tiles) or at least {MIN_MAX_PIXELS} (512 x 512), got {value}"
-            )
-        return value
+    def sink(row: int, band: np.ndarray) -> None:
+        output[row : row + band.shape[0]] = to_uint8(band[..., :3])
+        if attention_map is not None:
+            attention_map[row : row + band.shape[0]] = band[..., 3]
 
-    parser.add_argument(
-        "--max-pixels",
-        dest="max_pixels",
-        type=parse,
-        metavar="N",
-        help=(
-            "derain images larger than N pixels in overlapping tiles of at most N pixels "
-            "(default: 1048576, about 2 GB of memory whatever the size; with more memory, "
-            "larger tiles are a little faster; 0: whole images, about 1.3 KB a pixel)"
-        ),
-    )
-
-
-def max_pixels_kwargs(max_pixels: int | None) -> dict:
-    """`derain` keyword arguments for a `--max-pixels` value (None: derain's default)."""
-    if max_pixels is None:
-        return {}
-    return {"max_pixels": max_pixels or None}
+    tile_and_blend(run, image, tile, overlap, sink=sink)
+    return (output, attention_map) if attention else output
