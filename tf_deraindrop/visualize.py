@@ -89,13 +89,33 @@ def make_panel(rainy, attention_maps: Sequence, derained, clean, gap: int = 2) -
         >>> make_panel(x, [np.zeros((1, 4, 4, 1))], x, x, gap=1).shape
         (4, 19, 3)
     """
-    rainy, derained, clean = (
-        np.clip(np.nan_to_num(np.asarray(a, np.float32)), 0, 1) for a in (rainy, derained, clean)
+    return panel_rows([rainy], attention_maps, [derained, clean], gap)
+
+
+def panel_rows(before: Sequence, attention_maps: Sequence, after: Sequence, gap: int = 2):
+    """One row per example: the `before` images, the attention heat maps, the `after` images.
+
+    Args:
+        before, after: lists of `(B, H, W, 3)` float batches (clipped to [0, 1]).
+        attention_maps: `[A_1, ..., A_N]`, each `(B, H, W, 1)`.
+        gap: white pixels between tiles and rows.
+
+    Returns:
+        float32 RGB `(B * H + gaps, columns * W + gaps, 3)` in [0, 1].
+
+    Example:
+        >>> x = np.zeros((2, 4, 4, 3))
+        >>> panel_rows([x, x], [], [x], gap=1).shape
+        (9, 14, 3)
+    """
+    before, after = (
+        [np.clip(np.nan_to_num(np.asarray(a, np.float32)), 0, 1) for a in images]
+        for images in (before, after)
     )
     maps = [np.asarray(a) for a in attention_maps]
     rows = []
-    for i in range(rainy.shape[0]):
-        tiles = [rainy[i], *[heat_map(a[i]) for a in maps], derained[i], clean[i]]
+    for i in range((before or after)[0].shape[0]):
+        tiles = [b[i] for b in before] + [heat_map(a[i]) for a in maps] + [a[i] for a in after]
         rows.append(side_by_side(tiles, gap=gap, fill=1.0))
     return np.concatenate(_spaced(rows, gap, axis=0, fill=1.0), axis=0)
 

@@ -210,8 +210,6 @@ def train(
         ConfigError, data.DatasetError, losses.VGGWeightsError, TrainError,
         lock.RunLockedError, checkpoints.CheckpointWriteError.
     """
-    import keras
-    import numpy as np
     import tensorflow as tf
 
     from tf_deraindrop.training import distribute
@@ -220,21 +218,10 @@ def train(
     from tf_deraindrop.training.inputs import TrainingInputs, ensure_demo_data
     from tf_deraindrop.training.lock import RunLock
 
-    config = config.validated()
+    config, strategy, precision = _runtime(config.validated())
     out_dir = config.out_dir or DEFAULT_OUT_DIR
     demo = config.data_dir is None
-    # The strategy first: multi-worker and logical devices need a fresh runtime;
-    # called inside a strategy's scope, train with that strategy.
-    strategy = (
-        tf.distribute.get_strategy()
-        if tf.distribute.has_strategy()
-        else distribute.make_strategy(config.strategy)
-    )
-    precision = distribute.resolve_precision(config.precision)
     chief = distribute.is_chief()
-    if config.seed is None:
-        config = dataclasses.replace(config, seed=int(np.random.default_rng().integers(2**31 - 1)))
-    keras.utils.set_random_seed(config.seed)
     # Other workers write their (identical) checkpoints to a scratch folder.
     work_dir = out_dir if chief else os.path.join(out_dir, f".worker-{distribute.task()[1]}")
     lock = RunLock(out_dir) if chief else None
@@ -259,6 +246,7 @@ def train(
             manager = tf.train.CheckpointManager(
                 gan.checkpoint(), checkpoint_dir(work_dir), max_to_keep=config.keep_checkpoints
             )
+            facts = dict(precision=precision, perceptual_loss=perceptual_note)
             record = run_record(
                 config,
                 inputs,
@@ -266,8 +254,7 @@ def train(
                 schedule,
                 gan,
                 strategy,
-                precision=precision,
-                perceptual_loss=perceptual_note,
+                **facts,
                 resumed_from_step=start,
                 starting_weights=_lineage(config, start),
             )
@@ -288,6 +275,28 @@ def train(
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
     return run.result(gan, manager, start, perceptual_note, history)
+
+
+def _runtime(config: TrainConfig):
+    """The strategy, the precision and the seed: `(config with its seed, strategy, precision)`."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_deraindrop.training import distribute
+
+    # The strategy first: multi-worker and logical devices need a fresh runtime;
+    # called inside a strategy's scope, train with that strategy.
+    strategy = (
+        tf.distribute.get_strategy()
+        if tf.distribute.has_strategy()
+        else distribute.make_strategy(config.strategy)
+    )
+    precision = distribute.resolve_precision(config.precision)
+    if config.seed is None:
+        config = dataclasses.replace(config, seed=int(np.random.default_rng().integers(2**31 - 1)))
+    keras.utils.set_random_seed(config.seed)
+    return config, strategy, precision
 
 
 class _RunCallbacks:

@@ -77,18 +77,11 @@ class DistillLogger(TensorBoardLogger):
     )
 
     def render_panel(self) -> np.ndarray:
-        from tf_deraindrop.visualize import heat_map, side_by_side
+        from tf_deraindrop.visualize import panel_rows
 
         rainy, teacher = self.sample
         result = self.model.generator(rainy, training=False)
-        student = np.clip(np.nan_to_num(np.asarray(result["outputs"][-1])), 0, 1)
-        maps = [np.asarray(a) for a in result["attention"]]
-        rows = []
-        for i in range(rainy.shape[0]):
-            tiles = [rainy[i], np.clip(teacher[i], 0, 1), student[i]]
-            tiles += [heat_map(a[i]) for a in maps]
-            rows.append(side_by_side([t.astype(np.float32) for t in tiles], gap=2, fill=1.0))
-        return np.concatenate(rows, axis=0)
+        return panel_rows([rainy, teacher, result["outputs"][-1]], result["attention"], [])
 
 
 class DistillProgress(RunProgress):
