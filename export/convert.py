@@ -1,11 +1,15 @@
 """From a generator to `.tflite` bytes: the SavedModel, the conversion, the uint8 pixel ends.
 
 The graph converted is `export.graph.DeployGraph`, not `Generator.call`
-(docs/architecture.md, section 9).
+(docs/architecture.md, section 9). A source with `deploy_stream_graph` (a
+`LiteGenerator`) also gets the video signature `stream` (`tf_deraindrop.lite`):
+the frame and the ConvLSTM state in, the result and the next state out.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 
 import numpy as np
@@ -15,6 +19,10 @@ MODES = ("none", "float16", "dynamic", "int8")
 #: Bytes per weight in each mode: the size a file should have, give or take 5%.
 WEIGHT_BYTES = {"none": 4, "float16": 2, "dynamic": 1, "int8": 1}
 
+#: Where `write_saved_model` notes the `stream` signature's first-frame steps
+#: (`assets.extra` is the SavedModel's folder for files of other libraries).
+STREAM_NOTE = os.path.join("assets.extra", "tf_deraindrop_stream.json")
+
 
 def write_saved_model(
     generator,
@@ -23,12 +31,15 @@ def write_saved_model(
     width: int,
     uint8_io: bool = False,
     with_attention: bool = False,
-) -> None:
+    stream: bool = True,
+) -> list[str]:
     """Writes a SavedModel with the `derain` signature (static shape `(1, H, W, 3)`).
 
     With `uint8_io` the signature takes and returns uint8, through two
     casts that `pixel_io` turns into the pixel scale after conversion (used
     by the float modes; int8 gets its uint8 ends from the converter).
+    With `stream` and a source that has `deploy_stream_graph`, also the
+    `stream` signature (`stream_signature`). Returns the signature keys.
     """
     import tensorflow as tf
 
@@ -53,7 +64,48 @@ def write_saved_model(
             return outputs
 
     module = Derain()
-    tf.saved_model.save(module, directory, signatures={"derain": module.derain})
+    signatures = {"derain": module.derain}
+    if stream and hasattr(generator, "deploy_stream_graph"):
+        module.stream = stream_signature(generator, spec, uint8_io)
+        signatures["stream"] = module.stream
+        os.makedirs(os.path.join(directory, os.path.dirname(STREAM_NOTE)), exist_ok=True)
+        with open(os.path.join(directory, STREAM_NOTE), "w") as f:
+            json.dump({"steps": int(generator.steps)}, f)
+    tf.saved_model.save(module, directory, signatures=signatures)
+    return list(signatures)
+
+
+def stream_signature(source, spec, uint8_io: bool = False):
+    """The `stream` signature's function: `source.deploy_stream_graph()` at `spec`'s size.
+
+    Inputs `image` (as `derain`'s), `hidden` and `cell` (float32, the
+    ConvLSTM state at 1/4 size); outputs `derained`, `attention`,
+    `next_hidden` and `next_cell`. The state always comes in: a first frame
+    passes the zero state `source.steps` times (`tf_deraindrop.lite`).
+    """
+    import tensorflow as tf
+
+    from tf_deraindrop.lite import ATTENTION, CELL, HIDDEN, NEXT_CELL, NEXT_HIDDEN, OUTPUT
+
+    step = source.deploy_stream_graph()
+    state = source.state_shape(int(spec.shape[1]), int(spec.shape[2]))
+    specs = [spec] + [tf.TensorSpec(state, tf.float32, name=n) for n in (HIDDEN, CELL)]
+
+    @tf.function(input_signature=specs)
+    def stream(image, hidden, cell):
+        derained, attention, hidden, cell = step(
+            tf.cast(image, tf.float32) if uint8_io else image, hidden, cell
+        )
+        if uint8_io:
+            derained = tf.cast(derained, tf.uint8)
+        return {
+            OUTPUT: derained,
+            ATTENTION: attention,
+            NEXT_HIDDEN: tf.identity(hidden),
+            NEXT_CELL: tf.identity(cell),
+        }
+
+    return stream
 
 
 def pixel_io(model: bytes) -> bytes:
@@ -73,7 +125,6 @@ def pixel_io(model: bytes) -> bytes:
       scale; with the pixel scale instead, its QUANTIZE ops requantize
       between pixels and the int8 graph.
     """
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     from export.analysis import builtin_code
@@ -81,7 +132,6 @@ def pixel_io(model: bytes) -> bytes:
 
     ops = schema.BuiltinOperator
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    subgraph = tree.subgraphs[0]
 
     def code(op) -> int:
         return builtin_code(tree.operatorCodes[op.opcodeIndex])
@@ -95,10 +145,12 @@ def pixel_io(model: bytes) -> bytes:
         tree.operatorCodes.append(new)
         return len(tree.operatorCodes) - 1
 
-    (signature,) = tree.signatureDefs
-    ends = [(m, "input") for m in signature.inputs if m.name.decode() == INPUT]
-    ends += [(m, "output") for m in signature.outputs if m.name.decode() == OUTPUT]
-    for end, side in ends:
+    ends = []
+    for signature in tree.signatureDefs:  # `derain`, and `stream` where there is one
+        subgraph = tree.subgraphs[signature.subgraphIndex]
+        ends += [(m, "input", subgraph) for m in signature.inputs if m.name.decode() == INPUT]
+        ends += [(m, "output", subgraph) for m in signature.outputs if m.name.decode() == OUTPUT]
+    for end, side, subgraph in ends:
         index = end.tensorIndex
         tensor = subgraph.tensors[index]
         if tensor.type != schema.TensorType.UINT8:
@@ -117,9 +169,43 @@ def pixel_io(model: bytes) -> bytes:
                 op.builtinOptionsType, op.builtinOptions = 0, None
             elif code(op) != ops.QUANTIZE:
                 raise RuntimeError(f"unexpected op {code(op)} at the {side} {end.name.decode()}")
-    builder = flatbuffers.Builder(len(model) + 4096)
+    return pack(tree)
+
+
+def pack(tree) -> bytes:
+    """The `.tflite` bytes of a schema `ModelT`."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 16)
     builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def add_metadata(model: bytes, name: str, value: bytes) -> bytes:
+    """`model` with a metadata entry `name` holding `value` (`tf_deraindrop.lite.read_metadata`)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(value, np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(tree.buffers) - 1
+    tree.metadata = (tree.metadata or []) + [entry]
+    return pack(tree)
+
+
+def signature_keys(saved_model: str) -> list[str]:
+    """The signatures `write_saved_model` wrote: `["derain"]` or `["derain", "stream"]`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tf_deraindrop.lite import SIGNATURE, STREAM
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    found = proto.meta_graphs[0].signature_def
+    return [key for key in (SIGNATURE, STREAM) if key in found]
 
 
 def convert(
@@ -128,10 +214,18 @@ def convert(
     representative=None,
     uint8_io: bool = False,
 ) -> bytes:
-    """Converts the SavedModel's `derain` signature to TFLite in the given mode."""
+    """Converts the SavedModel's `derain` signature (and `stream`) to TFLite in the given mode.
+
+    `derain` comes first: it is the model's first subgraph, the one a plain
+    interpreter runs. A `representative` dataset yields `{"image": ...}`
+    for `derain` alone, `(signature key, inputs)` pairs with `stream`.
+    """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["derain"])
+    from tf_deraindrop.lite import STREAM, STREAM_METADATA
+
+    keys = signature_keys(saved_model)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=keys)
     if mode != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
@@ -157,25 +251,33 @@ def convert(
                 f"fixed-range int8 conversion left {len(left)} ops in float "
                 f"({', '.join(sorted(set(left)))}): a tensor has no range"
             )
-    return pixel_io(model) if uint8_io else model
+    if uint8_io:
+        model = pixel_io(model)
+    if STREAM in keys:
+        with open(os.path.join(saved_model, STREAM_NOTE), "rb") as f:
+            model = add_metadata(model, STREAM_METADATA, f.read())
+    return model
 
 
 def float_ops(model: bytes) -> list[str]:
-    """Names of the ops of a `.tflite` that compute in float (the ends' (DE)QUANTIZE aside)."""
+    """Names of the ops of a `.tflite` that compute in float (the ends' (DE)QUANTIZE aside).
+
+    Every subgraph (signature) counts.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
     from export.analysis import builtin_code
 
     names = {value: name for name, value in vars(schema.BuiltinOperator).items()}
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    subgraph = tree.subgraphs[0]
     found = []
-    for op in subgraph.operators:
-        code = builtin_code(tree.operatorCodes[op.opcodeIndex])
-        if code in (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE):
-            continue
-        if any(subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in op.outputs):
-            found.append(names.get(code, str(code)))
+    for subgraph in tree.subgraphs:
+        for op in subgraph.operators:
+            code = builtin_code(tree.operatorCodes[op.opcodeIndex])
+            if code in (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE):
+                continue
+            if any(subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in op.outputs):
+                found.append(names.get(code, str(code)))
     return found
 
 

@@ -261,6 +261,10 @@ class LiteGenerator(keras.Model):
         output = self._autoencoder(image, half, quarter, state[0], side_outputs=False)[-1]
         return ops.cast(output, "float32"), ops.cast(maps[-1], "float32"), state
 
+    def state_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Shape of each of `(h, c)`, the ConvLSTM state `stream` carries, for one frame."""
+        return (1, height // 4, width // 4, self.attention_filters)
+
     def deploy_graph(self):
         """A function `image -> (O, A_N)` for export, with the weights as float32 constants.
 
@@ -275,6 +279,29 @@ class LiteGenerator(keras.Model):
             >>> run = generator.deploy_graph()  # doctest: +SKIP
             >>> derained, attention = tf.function(run)(image)  # doctest: +SKIP
         """
+        return self._deployed(lambda twin, image: twin.derain(image))
+
+    def deploy_stream_graph(self):
+        """A function `(image, h, c) -> (O, A, h, c)` for export: `stream` with a carried state.
+
+        The weights are float32 constants, as in `deploy_graph`. Without
+        `h` and `c` (the first frame) the function runs `steps` steps from
+        the zero state; with them, one step. The state comes back in float32.
+
+        Example:
+            >>> run = generator.deploy_stream_graph()  # doctest: +SKIP
+            >>> derained, attention, h, c = tf.function(run)(image, h, c)  # doctest: +SKIP
+        """
+
+        def step(twin, image, hidden=None, cell=None):
+            state = None if hidden is None else (hidden, cell)
+            derained, attention, (hidden, cell) = twin.stream(image, state)
+            return derained, attention, ops.cast(hidden, "float32"), ops.cast(cell, "float32")
+
+        return self._deployed(step)
+
+    def _deployed(self, method):
+        """`method(twin, *args)` of a float32 twin, its variables mapped to constants."""
         twin = self
         if self.dtype_policy.name != "float32":
             twin = type(self).from_config({**self.get_config(), "dtype": "float32"})
@@ -285,10 +312,10 @@ class LiteGenerator(keras.Model):
             for variable in twin.variables
         ]
 
-        def run(image):
+        def run(*args):
             mapping = [(variable, ops.convert_to_tensor(value)) for variable, value in values]
             with keras.StatelessScope(state_mapping=mapping):
-                return twin.derain(image)
+                return method(twin, *args)
 
         return run
 
