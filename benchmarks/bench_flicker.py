@@ -9,6 +9,12 @@ ConvLSTM steps from the zero state) and with the state carried from frame to
 frame (`stream`, one step per frame); also how far the carried-state output
 is from the frame-by-frame one (PSNR) and the time per frame of each.
 
+Both in Keras and in TFLite: the student is exported (`python -m
+export.tflite`, int8 by default) at the photo's size, and its `derain`
+signature (per frame) and `stream` signature (state carried,
+`LiteDerainer.stream`) run alternately frame after frame in one process,
+so that both see the same load.
+
     python benchmarks/bench_flicker.py --student runs/lite/generator.keras \\
         --output benchmarks/results/flicker_cpu.txt
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,82 +33,182 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+PER_FRAME, CARRIED = "frame by frame", "state carried"
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--student", required=True, help="a LiteGenerator .keras")
-    parser.add_argument(
-        "--photo", default=os.path.join(ROOT, "..", "shared", "data", "real_raindrops", "case1.jpg")
-    )
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--noise", type=float, default=2.0, help="noise sigma in 0..255 levels")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output")
-    args = parser.parse_args(argv)
 
+def flicker(pairs, index: int) -> float:
+    """Mean absolute change between consecutive frames after the first (0..255 levels)."""
+    values = [np.clip(p[index], 0, 1) * 255 for p in pairs]
+    return float(np.mean([np.mean(np.abs(b - a)) for a, b in zip(values[1:], values[2:])]))
+
+
+def run_keras(student, frames):
+    """Per mode: `(output, attention)` per frame and seconds per frame (Keras, tf.function)."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tf_deraindrop.images import read_image
-    from tf_deraindrop.inference import load_generator, pad_to_multiple
-    from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.models import LiteGenerator
-
-    student = load_generator(args.student)
-    if not isinstance(student, LiteGenerator):
-        raise SystemExit(f"--student {args.student}: not a LiteGenerator")
-    photo = pad_to_multiple(read_image(args.photo))
-    rng = np.random.default_rng(0)
-    frames = [
-        np.clip(photo + rng.normal(0, args.noise / 255, photo.shape), 0, 1).astype(np.float32)
-        for _ in range(args.frames)
-    ]
     per_frame = tf.function(lambda x: student.derain(x))
     first = tf.function(lambda x: student.stream(x))
     later = tf.function(lambda x, h, c: student.stream(x, (h, c)))
-
-    results = {"frame by frame": [], "state carried": []}
-    seconds = {"frame by frame": [], "state carried": []}
+    results = {PER_FRAME: [], CARRIED: []}
+    seconds = {PER_FRAME: [], CARRIED: []}
     state = None
     for frame in frames:
         x = tf.constant(frame[None])
         start = time.perf_counter()
         out, attention = per_frame(x)
-        results["frame by frame"].append((out.numpy()[0], attention.numpy()[0]))
-        seconds["frame by frame"].append(time.perf_counter() - start)
+        results[PER_FRAME].append((out.numpy()[0], attention.numpy()[0]))
+        seconds[PER_FRAME].append(time.perf_counter() - start)
         start = time.perf_counter()
         out, attention, state = first(x) if state is None else later(x, *state)
-        results["state carried"].append((out.numpy()[0], attention.numpy()[0]))
-        seconds["state carried"].append(time.perf_counter() - start)
+        results[CARRIED].append((out.numpy()[0], attention.numpy()[0]))
+        seconds[CARRIED].append(time.perf_counter() - start)
+    return results, seconds
 
-    def flicker(pairs, index):
-        values = [np.clip(p[index], 0, 1) * 255 for p in pairs]
-        return float(np.mean([np.mean(np.abs(b - a)) for a, b in zip(values[1:], values[2:])]))
+
+def export_student(student, args, folder: str) -> tuple[str, list[str]]:
+    """The student exported at the frames' size in `args.quantize` mode; its report lines."""
+    from export.tflite import export_tflite
+
+    path = os.path.join(folder, f"student_{args.quantize}.tflite")
+    lines: list[str] = []
+    calibration = args.calibration_dir if args.quantize == "int8" else None
+    export_tflite(
+        student,
+        path,
+        args.height,
+        args.width,
+        quantize=args.quantize,
+        calibration_dir=calibration,
+        calibration_samples=args.calibration_samples,
+        with_attention=True,
+        progress=False,
+        log=lines.append,
+    )
+    return path, lines
+
+
+def run_tflite(path: str, frames, threads: int):
+    """Per mode: `(output, attention)` per frame and seconds per frame (LiteDerainer).
+
+    The `derain` signature and the `stream` signature run alternately on
+    each frame, both through `LiteDerainer` (uint8 out).
+    """
+    from tf_deraindrop.lite import LiteDerainer
+
+    derainer = LiteDerainer(path, threads=threads)
+    results = {PER_FRAME: [], CARRIED: []}
+    seconds = {PER_FRAME: [], CARRIED: []}
+    for frame in frames:
+        for mode, run in ((PER_FRAME, derainer.derain), (CARRIED, derainer.stream)):
+            start = time.perf_counter()
+            out, attention = run(frame, return_attention=True)
+            seconds[mode].append(time.perf_counter() - start)
+            results[mode].append((out.astype(np.float32) / 255.0, attention[..., None]))
+    return results, seconds
+
+
+def table(title: str, results: dict, seconds: dict, frames: int) -> list[str]:
+    """Flicker and time per mode, and the carried state's distance from frame by frame."""
+    from tf_deraindrop.metrics import psnr
 
     lines = [
-        f"{os.path.basename(args.photo)} ({photo.shape[0]} x {photo.shape[1]}), {args.frames} "
-        f"frames, Gaussian noise sigma {args.noise:g}/255 per frame, student {args.student} "
-        f"({student.steps} ConvLSTM steps per frame from zero; 1 with the state carried), "
-        f"{args.threads} threads",
-        "",
-        f"Input change between frames: {flicker([(f, f) for f in frames], 0):.2f} levels",
+        title,
         "",
         "| mode | output flicker (levels) | attention flicker (x255) | ms per frame |",
         "|---|---|---|---|",
     ]
     for mode, pairs in results.items():
         ms = 1e3 * float(np.median(seconds[mode][2:]))
-        lines.append(f"| {mode} | {flicker(pairs, 0):.3f} | {flicker(pairs, 1):.3f} | {ms:.0f} |")
-    gap = [
-        psnr(a[0], b[0])
-        for a, b in zip(results["frame by frame"][2:], results["state carried"][2:])
-    ]
-    lines += [
+        lines.append(f"| {mode} | {flicker(pairs, 0):.3f} | {flicker(pairs, 1):.3f} | {ms:.1f} |")
+    ratio = np.median(seconds[PER_FRAME][2:]) / np.median(seconds[CARRIED][2:])
+    gap = [psnr(a[0], b[0]) for a, b in zip(results[PER_FRAME][2:], results[CARRIED][2:])]
+    return lines + [
         "",
-        f"State carried vs frame by frame, output PSNR over frames 3..{args.frames}: "
+        f"Time per frame (median of frames 3..{frames}): frame by frame / state carried = "
+        f"{ratio:.2f}x",
+        f"State carried vs frame by frame, output PSNR over frames 3..{frames}: "
         f"mean {np.mean(gap):.2f} dB, min {np.min(gap):.2f} dB",
     ]
+
+
+def drift(keras: dict, lite: dict, frames: int) -> list[str]:
+    """The TFLite outputs against Keras float32, frame by frame (does the carried state drift?)."""
+    from tf_deraindrop.metrics import psnr
+
+    lines = ["", "TFLite against Keras float32 (output PSNR, dB, clipped):"]
+    for mode in (PER_FRAME, CARRIED):
+        scores = [psnr(a[0], np.clip(b[0], 0, 1)) for a, b in zip(lite[mode], keras[mode])]
+        lines.append(
+            f"  {mode}: frame 1 {scores[0]:.2f}, frame 2 {scores[1]:.2f}, mean "
+            f"{np.mean(scores):.2f}, min {np.min(scores):.2f}, frame {frames} {scores[-1]:.2f}"
+        )
+    return lines
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--student", required=True, help="a LiteGenerator .keras")
+    data = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
+    parser.add_argument("--photo", default=os.path.join(data, "case1.jpg"))
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--noise", type=float, default=2.0, help="noise sigma in 0..255 levels")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--quantize",
+        choices=("none", "float16", "dynamic", "int8", "skip"),
+        default="int8",
+        help="mode of the TFLite export (skip: Keras only)",
+    )
+    parser.add_argument("--calibration-dir", default=data, help="rainy photos (int8)")
+    parser.add_argument("--calibration-samples", type=int, default=4)
+    parser.add_argument("--output")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tf_deraindrop.images import read_image
+    from tf_deraindrop.inference import load_generator, pad_to_multiple
+    from tf_deraindrop.models import LiteGenerator
+
+    student = load_generator(args.student)
+    if not isinstance(student, LiteGenerator):
+        raise SystemExit(f"--student {args.student}: not a LiteGenerator")
+    photo = pad_to_multiple(read_image(args.photo))
+    args.height, args.width = photo.shape[:2]
+    rng = np.random.default_rng(0)
+    frames = [
+        np.clip(photo + rng.normal(0, args.noise / 255, photo.shape), 0, 1).astype(np.float32)
+        for _ in range(args.frames)
+    ]
+    head = (
+        f"{os.path.basename(args.photo)} ({args.height} x {args.width}), {args.frames} "
+        f"frames, Gaussian noise sigma {args.noise:g}/255 per frame, student {args.student} "
+        f"({student.steps} ConvLSTM steps per frame from zero; 1 with the state carried), "
+        f"{args.threads} threads"
+    )
+    keras, seconds = run_keras(student, frames)
+    lines = [
+        head,
+        "",
+        f"Input change between frames: {flicker([(f,) for f in frames], 0):.2f} levels",
+    ]
+    lines += [""] + table("Keras float32 (tf.function):", keras, seconds, args.frames)
+    if args.quantize != "skip":
+        with tempfile.TemporaryDirectory() as folder:
+            path, export_lines = export_student(student, args, folder)
+            lite, lite_seconds = run_tflite(path, frames, args.threads)
+        title = (
+            f"TFLite {args.quantize} (LiteDerainer, {args.threads} threads, XNNPACK; "
+            "'derain' and 'stream' signatures alternately on each frame):"
+        )
+        lines += [""] + table(title, lite, lite_seconds, args.frames)
+        lines += drift(keras, lite, args.frames)
+        lines += ["", "Export:"] + [f"  {line}" for line in export_lines]
     print("\n".join(lines))
     if args.output:
         from tf_deraindrop.weights import write_text_atomically
