@@ -222,3 +222,35 @@ def test_bad_use_is_a_clear_error(exported, student, tmp_path):
     marker = object()
     source, _, summary = int8_stream(student, (marker, None, ""), [], "tensorflow", qat_steps=3)
     assert source is marker and "no 'stream' signature" in summary
+
+
+def test_predict_carry_state_on_a_video(exported, tmp_path, capsys):
+    """`predict --carry-state`: each video from the zero state, frames as `LiteDerainer.stream`."""
+    from tests.video_helpers import decode, make_video
+    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.predict import main
+
+    path, _ = exported("none")
+    video = tmp_path / "drive.mp4"
+    make_video(video, frames=6, size=(H, W))
+    frames, _ = decode(video)
+    derainer = LiteDerainer(path)
+    streamed = [derainer.stream(f) for f in frames]
+    per_frame = [derainer.derain(f) for f in frames]
+    again = tmp_path / "again.mp4"  # one run, two videos: each from the zero state
+    again.write_bytes(video.read_bytes())
+    out = tmp_path / "out"
+    argv = ["--weights", path, str(video), str(again), "--codec", "ffv1", "--no-progress"]
+    assert main([*argv, "--carry-state", "-o", str(out)]) == 0
+    for name in ("drive", "again"):
+        (written,) = out.glob(f"{name}.*")
+        got, _ = decode(written)  # ffv1 in RGB: lossless
+        assert len(got) == len(streamed)
+        for a, b in zip(got, streamed):
+            np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(got, per_frame))
+
+    other = tmp_path / "other.mp4"
+    make_video(other, frames=2, size=(H + 8, W))
+    assert main(["--weights", path, str(other), "-o", str(tmp_path / "x"), "--carry-state"]) == 2
+    assert f"other.mp4 is {H + 8}x{W}, the model {H}x{W}" in capsys.readouterr().err

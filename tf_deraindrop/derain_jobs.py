@@ -109,6 +109,8 @@ def predict_videos(model, jobs: Sequence[Job], options: dict) -> int:
     failures = 0
     for index, job in enumerate(jobs):
         outputs = job.outputs
+        if getattr(model, "carry_state", False):
+            model.reset()  # each video starts from the zero ConvLSTM state
         try:
             result = derain_video(
                 job.path,

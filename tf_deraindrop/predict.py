@@ -105,6 +105,11 @@ def _add_video_arguments(video) -> None:
     batch = "frames per pass of a Keras model (default: 1)"
     video.add_argument("--batch", type=positive_int, help=batch)
     video.add_argument("--no-audio", action="store_true", help="do not copy the audio streams")
+    carry = (
+        "a .tflite LiteGenerator export: carry the ConvLSTM state from frame to frame (one "
+        "recurrent step a frame; videos of exactly the export size; images as without it)"
+    )
+    video.add_argument("--carry-state", action="store_true", help=carry)
 
 
 def _plan(args) -> tuple[list[Job], dict]:
@@ -162,6 +167,27 @@ def _load(args):
     return model
 
 
+def _check_carry_state(args, model, jobs: list[Job]) -> None:
+    """`--carry-state` needs a `stream` signature and videos of its size; raises WeightsError."""
+    from tf_deraindrop.weights import WeightsError
+
+    if not args.carry_state:
+        return
+    if not getattr(model, "has_stream", False):
+        raise WeightsError(
+            f"--carry-state: {args.weights} is not a .tflite with a 'stream' signature; "
+            "export a LiteGenerator with python -m export.tflite"
+        )
+    h, w = model.tile_size
+    for job in jobs:
+        if job.is_video and (job.info.height, job.info.width) != (h, w):
+            raise WeightsError(
+                f"--carry-state: {job.path} is {job.info.height}x{job.info.width}, the model "
+                f"{h}x{w}; the state needs frames of the export size (export.tflite --height "
+                "--width), or drop --carry-state (tiles, any size)"
+            )
+
+
 def _derain(model, jobs: list[Job], args, video_options: dict) -> int:
     """Derains the images, then the videos; prints what was written; the exit status."""
     from tf_deraindrop.images import ImageWriteError
@@ -175,6 +201,8 @@ def _derain(model, jobs: list[Job], args, video_options: dict) -> int:
         )
         for _path, reason in failed:
             print(f"error: {reason}", file=sys.stderr)
+        if args.carry_state:  # videos only: the images went one by one
+            model.carry_state = True
         video_failures = predict_videos(model, videos, {**video_options, **derain_options})
     except KeyboardInterrupt:
         print("interrupted: unfinished outputs were removed", file=sys.stderr)
@@ -207,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = _load(args)
+        _check_carry_state(args, model, jobs)
     except WeightsError as err:
         return fail(err)
     os.makedirs(args.output, exist_ok=True)
