@@ -56,3 +56,25 @@ def calibration_dir(request, tmp_path_factory) -> str:
         for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
             write_image(folder / f"scene{i}.png", image)
         return str(folder)
+
+
+@pytest.fixture(scope="module")
+def official_checkpoint(request, tmp_path_factory) -> str:
+    """A generator checkpoint in the authors' format with He-initialised random weights.
+
+    Seeded by the test module's `GENERATOR_SEED` (0 without one). Random
+    weights make outputs vary across the image, so accuracy checks mean something.
+    """
+    from tests.torch_reference import save_random_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
+    save_random_checkpoint(path, seed=getattr(request.module, "GENERATOR_SEED", 0))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def generator(official_checkpoint):
+    """The `Generator` imported from `official_checkpoint` (a module may define its own)."""
+    from tf_deraindrop.checkpoint import import_official_checkpoint
+
+    return import_official_checkpoint(official_checkpoint)

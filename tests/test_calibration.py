@@ -14,19 +14,11 @@ import pytest
 from export import calibrate
 from export.convert import convert, float_ops, representative_dataset, write_saved_model
 from export.samples import synthetic_images
+from tests.export_helpers import int8_tflite
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.checkpoint import import_official_checkpoint
-
-    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    save_random_checkpoint(path, seed=5)
-    return import_official_checkpoint(path)
+GENERATOR_SEED = 5  # of the conftest's `generator`
 
 
 @pytest.fixture(scope="module")
@@ -121,22 +113,15 @@ def test_bfloat16_ranges_within_its_rounding(frozen, samples):
 def test_fixed_ranges_convert_like_the_calibrated_model(
     generator, saved_model, frozen, samples, held_out, tmp_path
 ):
-    from export.analysis import op_counts, xnnpack_coverage
+    from export.analysis import op_counts
     from tf_deraindrop.lite import LiteDerainer
 
     reference = convert(saved_model, "int8", representative_dataset(samples, False))
     graph, ranges = calibrate.fixed_range_graph(generator, H, W, samples, precision="float32")
-    fixed_dir = str(tmp_path / "fixed")
-    write_saved_model(graph, fixed_dir, H, W)
-    fixed = convert(fixed_dir, "int8")
-    assert float_ops(fixed) == []
-    paths = {}
-    for name, model in (("reference", reference), ("fixed", fixed)):
-        paths[name] = tmp_path / f"{name}.tflite"
-        paths[name].write_bytes(model)
+    paths = {"fixed": int8_tflite(graph, tmp_path, "fixed.tflite", H, W)}
+    paths["reference"] = tmp_path / "reference.tflite"
+    paths["reference"].write_bytes(reference)
     assert op_counts(paths["fixed"]) == op_counts(paths["reference"])
-    coverage = xnnpack_coverage(paths["fixed"])
-    assert coverage.complete, str(coverage)
 
     expected = np.asarray(generator(held_out[None], training=False)["outputs"][-1])[0]
     scores = {
@@ -172,31 +157,20 @@ def test_points_skip_fused_and_same_scale_ops(frozen):
 
 def test_lite_generator_dilated_convs_convert(tmp_path):
     """SpaceToBatchND -> Conv2D -> BatchToSpaceND -> BiasAdd stays one int8 CONV_2D."""
-    from export.analysis import xnnpack_coverage
     from tf_deraindrop.models import LiteGenerator
 
     lite = LiteGenerator.from_preset("nano")
     lite.build((None, None, None, 3))
     samples = synthetic_images(2, H, W, seed=4)
     graph, _ = calibrate.fixed_range_graph(lite, H, W, samples, precision="float32")
-    saved = str(tmp_path / "saved")
-    write_saved_model(graph, saved, H, W)
-    model = convert(saved, "int8")
-    assert float_ops(model) == []
-    path = tmp_path / "lite.tflite"
-    path.write_bytes(model)
-    assert xnnpack_coverage(path).complete
+    int8_tflite(graph, tmp_path, "lite.tflite", H, W)
 
 
-def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys):
+def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys, generator_file):
     from export import tflite
-    from tf_deraindrop.models import Generator
 
-    generator = Generator()
-    generator.build((None, None, None, 3))
-    weights = tmp_path / "g.keras"
-    generator.save(weights)
-    base = ["--weights", str(weights), "--height", "32", "--width", "48", "--quantize", "int8"]
+    base = ["--weights", str(generator_file), "--height", "32", "--width", "48"]
+    base += ["--quantize", "int8"]
     with pytest.raises(SystemExit) as exit_info:
         tflite.main(
             [*base, "--calibration-dir", calibration_dir, "--calibrator", "magic", "-o", "x"]

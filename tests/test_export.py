@@ -19,27 +19,13 @@ from export.analysis import op_counts, xnnpack_coverage
 from export.errors import VerificationFailed
 from export.samples import synthetic_images
 from export.verify import DEFAULT_MIN_PSNR
+from tests.export_helpers import run_cli
 from tf_deraindrop.images import to_uint8
 from tf_deraindrop.lite import LiteDerainer, LiteModelError, load_interpreter
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
-
-    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    save_random_checkpoint(path, seed=3)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def generator(checkpoint):
-    from tf_deraindrop.checkpoint import import_official_checkpoint
-
-    return import_official_checkpoint(checkpoint)
+GENERATOR_SEED = 3  # of the conftest's `official_checkpoint` and `generator`
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +202,7 @@ def test_verification_failure_keeps_rejected_file(generator, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite.rejected"]
 
 
-def run_cli(argv, capsys):
-    code = tflite.main(argv)
-    return code, capsys.readouterr().err
-
-
-def test_cli_bad_input(tmp_path, checkpoint, calibration_dir, capsys):
+def test_cli_bad_input(tmp_path, official_checkpoint, calibration_dir, capsys):
     out = tmp_path / "out"
     out.mkdir()
     model = str(out / "m.tflite")
@@ -232,38 +213,43 @@ def test_cli_bad_input(tmp_path, checkpoint, calibration_dir, capsys):
     bad.write_text("not a checkpoint")
     code, err = run_cli(["--weights", str(bad), *base], capsys)
     assert code == 2 and "bad.pkl" in err
-    code, err = run_cli(
-        ["--weights", checkpoint, "--height", "30", "--width", "48", "-o", model], capsys
-    )
+    weights = ["--weights", official_checkpoint]
+    code, err = run_cli([*weights, "--height", "30", "--width", "48", "-o", model], capsys)
     assert code == 2 and "--height 30" in err and "multiple of 4" in err
-    code, err = run_cli(["--weights", checkpoint, "--quantize", "int8", *base], capsys)
+    code, err = run_cli([*weights, "--quantize", "int8", *base], capsys)
     assert code == 2 and "--calibration-dir" in err
-    code, err = run_cli(
-        ["--weights", checkpoint, "--calibration-dir", str(tmp_path / "nowhere"), *base], capsys
-    )
+    code, err = run_cli([*weights, "--calibration-dir", str(tmp_path / "nowhere"), *base], capsys)
     assert code == 2 and "--calibration-dir" in err and "nowhere" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     code, err = run_cli(
-        ["--weights", checkpoint, "--quantize", "int8", "--calibration-dir", str(empty), *base],
-        capsys,
+        [*weights, "--quantize", "int8", "--calibration-dir", str(empty), *base], capsys
     )
     assert code == 2 and "no images" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     code, err = run_cli(
-        ["--weights", checkpoint, "--quantize", "int8", "--calibration-dir", str(broken), *base],
-        capsys,
+        [*weights, "--quantize", "int8", "--calibration-dir", str(broken), *base], capsys
     )
     assert code == 2 and "could be read" in err and "a.jpg" in err
     assert list(out.iterdir()) == []  # nothing half-written
 
 
-def test_cli_exports_and_prints_the_summary(checkpoint, tmp_path, capsys):
+def test_cli_exports_and_prints_the_summary(official_checkpoint, tmp_path, capsys):
     model = tmp_path / "m.tflite"
     code = tflite.main(
-        ["--weights", checkpoint, "--height", "16", "--width", "16", "--quiet", "-o", str(model)]
+        [
+            "--weights",
+            official_checkpoint,
+            "--height",
+            "16",
+            "--width",
+            "16",
+            "--quiet",
+            "-o",
+            str(model),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0 and model.is_file()

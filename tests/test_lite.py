@@ -6,22 +6,14 @@ import numpy as np
 import pytest
 
 from export import tflite
+from export.samples import synthetic_images
 from tf_deraindrop.inference import derain
 from tf_deraindrop.lite import LiteDerainer
 from tf_deraindrop.metrics import psnr
 from tf_deraindrop.tiling import positions, tile_and_blend
 
 H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.checkpoint import import_official_checkpoint
-
-    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    save_random_checkpoint(path, seed=4)
-    return import_official_checkpoint(path)
+GENERATOR_SEED = 4  # of the conftest's `generator`
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def model(generator, tmp_path_factory):
 
 
 def frame(h, w, seed=0):
-    return (tflite.synthetic_images(1, h, w, seed=seed)[0] * 255 + 0.5).astype(np.uint8)
+    return (synthetic_images(1, h, w, seed=seed)[0] * 255 + 0.5).astype(np.uint8)
 
 
 @pytest.mark.parametrize("size", [(100, 37), (32, 48), (7, 300), (257, 1000)])

@@ -12,20 +12,11 @@ import numpy as np
 import pytest
 
 from export import qat, tflite
-from export.convert import convert, float_ops, write_saved_model
 from export.samples import synthetic_images
+from tests.export_helpers import int8_tflite, run_cli
 
 H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.checkpoint import import_official_checkpoint
-
-    path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
-    save_random_checkpoint(path, seed=7)
-    return import_official_checkpoint(path)
+GENERATOR_SEED = 7  # of the conftest's `generator`
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +25,13 @@ def images():
 
 
 def test_a_few_steps_give_a_valid_int8_export(generator, images, tmp_path):
-    from export.analysis import xnnpack_coverage
     from tf_deraindrop.lite import LiteDerainer
 
     samples = synthetic_images(2, H, W, seed=1)
     graph, report = qat.fine_tune(generator, H, W, samples, images, steps=3, crop=32, batch=1)
     assert report.steps == 3 and len(report.losses) == 3
     assert all(np.isfinite(report.losses)) and report.weights > 0
-    saved = str(tmp_path / "saved")
-    write_saved_model(graph, saved, H, W)
-    model = convert(saved, "int8")
-    assert float_ops(model) == []
-    path = tmp_path / "qat.tflite"
-    path.write_bytes(model)
-    coverage = xnnpack_coverage(path)
-    assert coverage.complete, str(coverage)
+    path = int8_tflite(graph, tmp_path, "qat.tflite", H, W)
     out = LiteDerainer(str(path)).run_tile(samples[0])
     assert out.shape == (H, W, 3) and np.isfinite(out).all()
 
@@ -87,11 +70,6 @@ def test_bad_arguments(generator, images):
         qat.fine_tune(generator, H, W, samples, images, steps=-1)
     with pytest.raises(ValueError, match="crop"):
         qat.fine_tune(generator, H, W, samples, images, steps=1, crop=30)
-
-
-def run_cli(argv, capsys):
-    code = tflite.main(argv)
-    return code, capsys.readouterr().err
 
 
 def test_cli_bad_qat_input(tmp_path, calibration_dir, capsys, generator_file):

@@ -1,0 +1,32 @@
+"""Shared by the export tests: an int8 conversion checked op by op, the export command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def int8_tflite(graph, folder: Path, name: str, height: int, width: int) -> Path:
+    """Converts a fixed-range graph (`export.calibrate`, `export.qat`) to `folder / name`.
+
+    Asserts that every op is int8 and that XNNPACK runs the whole model.
+    """
+    from export.analysis import xnnpack_coverage
+    from export.convert import convert, float_ops, write_saved_model
+
+    saved = str(folder / "saved")
+    write_saved_model(graph, saved, height, width)
+    model = convert(saved, "int8")
+    assert float_ops(model) == []
+    path = folder / name
+    path.write_bytes(model)
+    coverage = xnnpack_coverage(path)
+    assert coverage.complete, str(coverage)
+    return path
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """`python -m export.tflite ARGV` in this process: its exit status and standard error."""
+    from export import tflite
+
+    code = tflite.main(argv)
+    return code, capsys.readouterr().err
