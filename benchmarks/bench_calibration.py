@@ -27,21 +27,15 @@ generator (outputs clipped to [0, 1]).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import numpy as np  # noqa: E402
-
-DATA = os.path.join(ROOT, "..", "shared", "data")
-CALIBRATION = ("real_raindrops/case1.jpg", "raindrop_pairs/data/0_rain.png")
-HELD_OUT = "real_raindrops/case2.jpg"
+from benchmarks import bench_common as common  # noqa: E402
 
 
 class TimedDataset:
@@ -74,64 +68,29 @@ class TimedDataset:
         return self._per_sample(self.asked_cpu)
 
 
-def score(path, generator, images) -> list[float]:
-    from tf_deraindrop.lite import LiteDerainer
-    from tf_deraindrop.metrics import psnr
-
-    derainer = LiteDerainer(path, threads=2)
-    found = []
-    for image in images:
-        expected = np.asarray(generator(image[None], training=False)["outputs"][-1])[0]
-        found.append(psnr(np.clip(derainer.run_tile(image), 0, 1), np.clip(expected, 0, 1)))
-    return found
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", help="a trained generator (.keras)")
-    parser.add_argument("--no-random", action="store_true", help="skip the random generator")
-    parser.add_argument("--samples", type=int, default=4, help="calibration samples (4)")
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=720)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
-    args = parser.parse_args()
-
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    cli = common.parser(__doc__)
+    cli.add_argument("--samples", type=int, default=4, help="calibration samples (4)")
+    args = cli.parse_args()
+    tf = common.tf_threads(args.threads)
 
     from export import calibrate
     from export.convert import convert, float_ops, write_saved_model
     from export.samples import fit_samples
-    from tf_deraindrop.images import read_image
-    from tf_deraindrop.inference import load_generator
     from tf_deraindrop.precision import native_bfloat16
 
     h, w = args.height, args.width
-    rainy = [read_image(os.path.join(DATA, name)) for name in CALIBRATION]
-    samples = fit_samples(rainy, h, w, args.samples)
-    held_out = fit_samples([read_image(os.path.join(DATA, HELD_OUT))], h, w, 1)
+    samples = fit_samples(common.read_photos(common.RAINY), h, w, args.samples)
+    held_out = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)
+    generators = common.compared_generators(args.weights, not args.no_random, "bench_calibration")
 
-    generators = []
-    if args.weights:
-        generators.append((f"trained ({args.weights})", load_generator(args.weights)))
-    if not args.no_random:
-        from tests.torch_reference import save_random_checkpoint
-        from tf_deraindrop.checkpoint import import_official_checkpoint
-
-        path = "/tmp/bench_calibration_gen.pkl"
-        save_random_checkpoint(path, seed=0)
-        generators.append(("random (He init, seed 0)", import_official_checkpoint(path)))
-
-    lines = [
+    report = common.Report()
+    report.say(
         f"int8 calibration at {h} x {w}, {args.threads} threads, {args.samples} samples from "
-        f"{', '.join(CALIBRATION)}; held out: {HELD_OUT}",
+        f"{', '.join(common.RAINY)}; held out: {common.HELD_OUT}",
         f"native bfloat16: {native_bfloat16()}",
         "",
-    ]
-    print("\n".join(lines), flush=True)
+    )
     work = tempfile.mkdtemp(prefix="bench_calibration_")
     for label, generator in generators:
         rows = []
@@ -165,30 +124,18 @@ def main() -> None:
                 )
             )
 
-        lines.append(f"{label}:")
-        print(lines[-1], flush=True)
+        report.section(f"{label}:")
         base, base_cpu = rows[0][1], rows[0][2]
         for name, per_sample, cpu, total, model in rows:  # scored after: the timings run alone
-            path = os.path.join(work, "model.tflite")
-            with open(path, "wb") as f:
-                f.write(model)
-            held = score(path, generator, held_out)
-            seen = score(path, generator, samples)
-            line = (
+            scores = common.tflite_psnr(model, work, generator, [*held_out, *samples], threads=2)
+            held, seen = scores[: len(held_out)], scores[len(held_out) :]
+            report.say(
                 f"  {name:<20} {per_sample:6.2f} s per sample ({base / per_sample:5.1f}x), "
                 f"CPU {cpu:6.2f} s ({base_cpu / cpu:5.1f}x), export {total:6.1f} s; "
                 f"int8 vs float PSNR held-out {held[0]:.2f} dB, "
                 f"calibration samples {min(seen):.2f}-{max(seen):.2f} dB"
             )
-            print(line, flush=True)
-            lines.append(line)
-        lines.append("")
-    lines.append(f"tensorflow {tf.__version__}")
-    os.makedirs(args.out, exist_ok=True)
-    out = os.path.join(args.out, "calibration_cpu.txt")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    report.write(args.out, "calibration_cpu.txt", f"tensorflow {tf.__version__}")
 
 
 if __name__ == "__main__":

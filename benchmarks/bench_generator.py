@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -40,17 +39,6 @@ def generator_macs(height: int, width: int) -> int:
     ae += 128 * 64 * 16 * half
     ae += (64 * 32 * 9 + 32 * 3 * 9) * full
     return arn + ae
-
-
-def time_it(fn, repeats: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 _MATMUL = """
@@ -105,6 +93,7 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
+    from export.benchmark import time_runs
     from tests.torch_reference import save_random_checkpoint
     from tf_deraindrop.checkpoint import import_official_checkpoint
 
@@ -133,7 +122,7 @@ def main() -> None:
         )
     for name, model, jit in variants:
         fn = tf.function(lambda t, m=model: m(t, training=False)["outputs"][-1], jit_compile=jit)
-        results[name] = time_it(lambda fn=fn: fn(x).numpy(), args.repeats)
+        results[name] = time_runs(lambda fn=fn: fn(x).numpy(), 1, args.repeats)
         outputs[name] = np.clip(fn(x).numpy(), 0, 1)
     if not args.skip_torch:
         t_in = torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(0, 3, 1, 2)))
@@ -142,7 +131,7 @@ def main() -> None:
             with torch.inference_mode():
                 reference(t_in)
 
-        results["pytorch"] = time_it(torch_forward, args.repeats)
+        results["pytorch"] = time_runs(torch_forward, 1, args.repeats)
 
     print(f"\n{'implementation':<16}{'median s':>10}{'GFLOP/s':>10}{'x floor':>9}{'vs torch':>10}")
     torch_s = statistics.median(results["pytorch"]) if "pytorch" in results else None

@@ -21,22 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-
-def timed(fn, repeats):
-    fn()  # compile
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+# No TensorFlow here, nor in what this imports: the GPU machine has none.
+from benchmarks.bench_common import median_time  # noqa: E402
 
 
 def main() -> None:
@@ -134,8 +124,8 @@ def main() -> None:
             jax.block_until_ready(infer(trainable, non_trainable, frame_in))
 
         with jax.default_matmul_precision(precision):
-            train_s = timed(step, args.repeats)
-            infer_s = timed(forward, args.repeats)
+            train_s = median_time(step, args.repeats, warmup=2)  # the first untimed call compiles
+            infer_s = median_time(forward, args.repeats, warmup=2)
         rows.append((label, train_s, infer_s))
 
     t_ref = reference.to(torch_device)
@@ -150,7 +140,7 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch_s = timed(torch_forward, args.repeats)
+    torch_s = median_time(torch_forward, args.repeats, warmup=2)
 
     base_train, base_infer = rows[0][1], rows[0][2]
     print(

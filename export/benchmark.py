@@ -22,6 +22,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,7 +52,12 @@ def current_rss_mb() -> float:
         return peak_rss_mb()
 
 
-def _time(run, warmup: int, runs: int) -> list[float]:
+def time_runs(run: Callable[[], object], warmup: int, runs: int) -> list[float]:
+    """Calls `run` `warmup` times, then `runs` times timed; the timed calls' seconds.
+
+    Imports nothing heavy: benchmarks/ times JAX and PyTorch with it where
+    TensorFlow is absent.
+    """
     for _ in range(warmup):
         run()
     times = []
@@ -69,7 +75,7 @@ def _tflite_worker(path: str, threads: int, warmup: int, runs: int, low_memory: 
     derainer = LiteDerainer(path, threads=threads, low_memory=low_memory)
     h, w = derainer.tile_size
     tile = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
-    times = _time(lambda: derainer.run_tile(tile), warmup, runs)
+    times = time_runs(lambda: derainer.run_tile(tile), warmup, runs)
     return {"times": times, "baseline_mb": baseline, "size": [h, w]}
 
 
@@ -92,7 +98,7 @@ def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: in
     h, w = size
     image = tf.constant(np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32))
     forward = tf.function(lambda x: generator(x, training=False)["outputs"][-1])
-    times = _time(lambda: forward(image).numpy(), warmup, runs)
+    times = time_runs(lambda: forward(image).numpy(), warmup, runs)
     return {"times": times, "baseline_mb": baseline}
 
 
