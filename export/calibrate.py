@@ -30,10 +30,12 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from export.frozen import FrozenGraph, consumers, copy_graph_def, freeze, tensor_name
 
 #: TF ops whose output TFLite quantizes with a scale of its own.
 _PRODUCERS = frozenset(
@@ -68,74 +70,14 @@ _NONNEGATIVE = frozenset({"Relu", "Relu6"})
 _TRANSPARENT = frozenset({"BatchToSpaceND", "SpaceToBatchND", "Reshape", "Squeeze", "Identity"})
 
 
-@dataclass
-class FrozenGraph:
-    """An export graph traced at a static size: a `GraphDef` with its weights as constants.
-
-    Attributes:
-        graph_def: the graph.
-        input: the image placeholder's tensor name (`"image:0"`).
-        outputs: the tensor names of `(derained, attention)`.
-        height, width: the static input size.
-    """
-
-    graph_def: object
-    input: str
-    outputs: tuple[str, str]
-    height: int
-    width: int
-
-
-def deploy_callable(generator) -> Callable:
-    """The generator's export graph, `image -> (derained, attention)` (as `write_saved_model`)."""
-    from export.graph import DeployGraph
-
-    deploy = getattr(generator, "deploy_graph", None)
-    return deploy() if deploy is not None else DeployGraph(generator)
-
-
-def freeze(generator, height: int, width: int, batch: int = 1) -> FrozenGraph:
-    """Traces the generator's export graph at `(batch, height, width, 3)` into a `FrozenGraph`.
-
-    Node names depend only on the graph's code, not on the size: graphs
-    frozen at two sizes share them (ranges and weights carry over by name).
-    """
-    import tensorflow as tf
-
-    graph = deploy_callable(generator)
-    spec = tf.TensorSpec((batch, height, width, 3), tf.float32, name="image")
-    concrete = tf.function(lambda image: tuple(graph(image))).get_concrete_function(spec)
-    if concrete.captured_inputs:
-        raise ValueError("the export graph captures variables; expected constant weights")
-    (image,) = concrete.graph.inputs
-    derained, attention = concrete.graph.outputs
-    return FrozenGraph(
-        concrete.graph.as_graph_def(), image.name, (derained.name, attention.name), height, width
-    )
-
-
-def _consumers(graph_def) -> dict[str, list]:
-    consumers: dict[str, list] = {}
-    for node in graph_def.node:
-        for name in node.input:
-            if not name.startswith("^"):
-                consumers.setdefault(_tensor(name), []).append(node)
-    return consumers
-
-
-def _tensor(name: str) -> str:
-    """`"node"` or `"node:k"` as `"node:k"`."""
-    return name if ":" in name else name + ":0"
-
-
 def quantization_points(frozen: FrozenGraph) -> list[str]:
     """The tensors that need an int8 range, in graph order (see the module's docstring)."""
-    consumers = _consumers(frozen.graph_def)
+    readers = consumers(frozen.graph_def)
 
     def fused_forward(node) -> bool:
-        users = consumers.get(node.name + ":0", [])
+        users = readers.get(node.name + ":0", [])
         while len(users) == 1 and users[0].op in _TRANSPARENT:
-            users = consumers.get(users[0].name + ":0", [])
+            users = readers.get(users[0].name + ":0", [])
         return len(users) == 1 and node.op in _FUSED_FOLLOWERS.get(users[0].op, ())
 
     points = []
@@ -143,7 +85,7 @@ def quantization_points(frozen: FrozenGraph) -> list[str]:
         name = node.name + ":0"
         if node.op not in _PRODUCERS or fused_forward(node):
             continue
-        if name in consumers or name in frozen.outputs:
+        if name in readers or name in frozen.outputs:
             points.append(name)
     return points
 
@@ -154,8 +96,7 @@ def _bfloat16_graph_def(graph_def):
 
     bf16 = tf.bfloat16.as_datatype_enum
     f32 = tf.float32.as_datatype_enum
-    copy = tf.compat.v1.GraphDef()
-    copy.CopyFrom(graph_def)
+    copy = copy_graph_def(graph_def)
     for node in copy.node:
         for key in node.attr:
             if node.attr[key].type == f32:
@@ -293,10 +234,10 @@ def saturated_ranges(
     Example:
         >>> clipped = saturated_ranges(frozen, recorded.values)  # doctest: +SKIP
     """
-    consumers = _consumers(frozen.graph_def)
+    readers = consumers(frozen.graph_def)
     clipped = dict(ranges)
     for name, (low, high) in ranges.items():
-        ops = {node.op for node in consumers.get(name, [])}
+        ops = {node.op for node in readers.get(name, [])}
         if len(ops) == 1 and next(iter(ops)) in SATURATION:
             bound = SATURATION[next(iter(ops))]
             clipped[name] = (max(low, -bound), min(high, bound))
@@ -320,8 +261,7 @@ def insert_fake_quant(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]
     """
     import tensorflow as tf
 
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.CopyFrom(frozen.graph_def)
+    graph_def = copy_graph_def(frozen.graph_def)
     renamed = {}
     added = []
     for name, (low, high) in ranges.items():
@@ -342,8 +282,8 @@ def insert_fake_quant(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]
         added.append(fake)
     for node in graph_def.node:
         for k, name in enumerate(node.input):
-            if not name.startswith("^") and _tensor(name) in renamed:
-                node.input[k] = renamed[_tensor(name)]
+            if not name.startswith("^") and tensor_name(name) in renamed:
+                node.input[k] = renamed[tensor_name(name)]
     graph_def.node.extend(added)
     outputs = tuple(renamed.get(name, name) for name in frozen.outputs)
     return graph_def, outputs
@@ -400,59 +340,3 @@ def fixed_range_graph(
     frozen = freeze(generator, height, width)
     ranges = record_ranges(frozen, samples, precision, progress=progress)
     return FakeQuantGraph(frozen, saturated_ranges(frozen, ranges.values)), ranges
-
-
-#: `--calibrator` choices: ranges measured in TensorFlow (fixed-range
-#: fake-quant nodes), or the TFLite converter's own calibrator.
-CALIBRATORS = ("tensorflow", "converter")
-
-
-def int8_calibration(
-    generator,
-    height: int,
-    width: int,
-    samples: Sequence[np.ndarray],
-    calibrator: str = "tensorflow",
-    progress: bool = False,
-    qat_images: Sequence[np.ndarray] = (),
-    qat_steps: int = 0,
-    qat_crop: int | None = None,
-):
-    """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
-
-    `source` goes to `write_saved_model` in place of the generator; the
-    representative dataset is None for fixed ranges. With `qat_steps`, the
-    graph is fine-tuned on crops of `qat_images` first (`export.qat`).
-
-    Raises:
-        ExportError: an unknown calibrator.
-    """
-    from export.errors import ExportError
-
-    if calibrator not in CALIBRATORS:
-        raise ExportError(f"--calibrator {calibrator}: choose one of {', '.join(CALIBRATORS)}")
-    if calibrator == "converter":
-        from export.convert import representative_dataset
-
-        return generator, representative_dataset(samples, progress), "; the converter calibrates"
-    if qat_steps:
-        from export.qat import DEFAULT_CROP, fine_tune
-
-        graph, report = fine_tune(
-            generator,
-            height,
-            width,
-            samples,
-            qat_images,
-            qat_steps,
-            crop=qat_crop or DEFAULT_CROP,
-            progress=progress,
-        )
-        return graph, None, f"; ranges measured in TensorFlow\n{report}"
-    graph, ranges = fixed_range_graph(generator, height, width, samples, progress=progress)
-    return (
-        graph,
-        None,
-        f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
-        f"{ranges.seconds_per_sample:.2f} s per sample",
-    )

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -43,13 +42,14 @@ import numpy as np
 
 from export.calibrate import (
     FakeQuantGraph,
-    FrozenGraph,
-    freeze,
     insert_fake_quant,
     quantization_points,
     record_ranges,
     saturated_ranges,
 )
+from export.frozen import FrozenGraph, freeze
+from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups, with_weights
+from export.samples import at_export_scale, random_crops
 
 #: Defaults of `fine_tune` (and `export.tflite --qat-*`).
 DEFAULT_CROP = 256
@@ -96,73 +96,6 @@ class QatReport:
         )
 
 
-def _fixed_output_fake_quant(graph_def):
-    """Fake quantization of every sigmoid's and tanh's output to its fixed int8 steps.
-
-    TFLite's int8 LOGISTIC outputs multiples of 1/256 in [0, 255/256] and
-    TANH multiples of 1/128 in [-1, 127/128], whatever the calibration:
-    training sees the same steps.
-    """
-    import tensorflow as tf
-
-    fixed = {"Sigmoid": (0.0, 255.0 / 256.0), "Tanh": (-1.0, 127.0 / 128.0)}
-    copy = tf.compat.v1.GraphDef()
-    copy.CopyFrom(graph_def)
-    renamed, added = {}, []
-    for node in copy.node:
-        if node.op in fixed:
-            fake = tf.compat.v1.NodeDef(name=f"{node.name}/steps", op="FakeQuantWithMinMaxArgs")
-            fake.input.append(node.name)
-            fake.attr["min"].f, fake.attr["max"].f = fixed[node.op]
-            fake.attr["num_bits"].i = 8
-            renamed[node.name] = fake.name
-            added.append(fake)
-    for node in copy.node:
-        for k, name in enumerate(node.input):
-            base = name[:-2] if name.endswith(":0") else name
-            if base in renamed:
-                node.input[k] = renamed[base]
-    copy.node.extend(added)
-    return copy
-
-
-def _weight_groups(frozen: FrozenGraph) -> list[tuple[str, np.ndarray, list[str]]]:
-    """Convolution kernels and biases: `(kind, value, const node names)`, equal values tied.
-
-    The export graph makes a constant for each use of a weight, so the
-    recurrent steps' copies of one kernel are tied again by their content.
-    Kernels of zeros (the `A_0` convolution) stay constant.
-    """
-    import tensorflow as tf
-
-    nodes = {node.name: node for node in frozen.graph_def.node}
-    uses: dict[str, str] = {}
-    for node in frozen.graph_def.node:
-        if node.op in ("Conv2D", "DepthwiseConv2dNative", "BiasAdd") and len(node.input) > 1:
-            source = node.input[1].split(":")[0]
-            if nodes.get(source) is not None and nodes[source].op == "Const":
-                uses[source] = "bias" if node.op == "BiasAdd" else "kernel"
-    groups: dict[str, tuple[str, np.ndarray, list[str]]] = {}
-    for name, kind in uses.items():
-        value = tf.make_ndarray(nodes[name].attr["value"].tensor)
-        if value.dtype != np.float32 or not np.any(value):
-            continue
-        key = hashlib.sha1(kind.encode() + str(value.shape).encode() + value.tobytes()).hexdigest()
-        groups.setdefault(key, (kind, value, []))[2].append(name)
-    return list(groups.values())
-
-
-def _fake_quant_kernel(kernel):
-    """Per-output-channel symmetric int8 (-127..127), as the converter quantizes weights."""
-    import tensorflow as tf
-
-    axes = list(range(len(kernel.shape) - 1))
-    bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(kernel), axis=axes), 1e-8))
-    return tf.quantization.fake_quant_with_min_max_vars_per_channel(
-        kernel, -bound, bound, num_bits=8, narrow_range=True
-    )
-
-
 class _Adam:
     """Adam on a list of `tf.Variable`s (in TF: the export path trains no Keras model)."""
 
@@ -186,40 +119,6 @@ class _Adam:
             m.assign(self.beta1 * m + (1 - self.beta1) * g)
             v.assign(self.beta2 * v + (1 - self.beta2) * tf.square(g))
             var.assign_sub(self.lr * correction * m / (tf.sqrt(v) + self.epsilon))
-
-
-def _at_export_scale(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The image resized to just cover the export size, as the model will see whole frames.
-
-    Activation statistics depend on the scale of the scene: crops of a
-    photo at another scale than the calibration's would train the ranges
-    and weights for other images than the model will get.
-    """
-    from export.samples import _resize
-
-    h, w = image.shape[:2]
-    scale = max(height / h, width / w)
-    if abs(scale - 1) < 1e-6:
-        return np.asarray(image, np.float32)
-    return _resize(image, max(height, round(h * scale)), max(width, round(w * scale)))
-
-
-def _crops(images: Sequence[np.ndarray], crop: int, batch: int, rng) -> np.ndarray:
-    """`batch` random `crop x crop` crops (upscaled first where an image is smaller), flipped."""
-    from export.samples import _resize
-
-    out = []
-    for _ in range(batch):
-        image = images[int(rng.integers(len(images)))]
-        h, w = image.shape[:2]
-        if min(h, w) < crop:
-            scale = crop / min(h, w)
-            image = _resize(image, max(crop, round(h * scale)), max(crop, round(w * scale)))
-            h, w = image.shape[:2]
-        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        piece = image[y : y + crop, x : x + crop]
-        out.append(piece[:, ::-1] if rng.random() < 0.5 else piece)
-    return np.ascontiguousarray(np.stack(out), np.float32)
 
 
 def fine_tune(
@@ -262,7 +161,6 @@ def fine_tune(
     Raises:
         ValueError: bad sizes or steps, or no images.
     """
-    import tensorflow as tf
     from tqdm import tqdm
 
     if steps < 0:
@@ -282,44 +180,83 @@ def fine_tune(
         return FakeQuantGraph(full, values), report
 
     train = freeze(generator, crop, crop, batch)
-    points = sorted(values)
-    if set(quantization_points(train)) != set(points):
-        raise RuntimeError("the export graph differs between the export and training sizes")
-    simulated, outputs = insert_fake_quant(train, values)
-    simulated = _fixed_output_fake_quant(simulated)
-    groups = _weight_groups(train)
-    weights = [tf.Variable(value) for _, value, _ in groups]
-    widths = [max(values[p][1] - values[p][0], 1e-3) for p in points]
-    report.weights = len(weights)
+    training = _Int8Training(train, values, batch, learning_rate, feature_weight)
+    report.weights = len(training.weights)
+    images = [at_export_scale(image, height, width) for image in images]
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for _ in tqdm(range(steps), desc="qat", unit="step", disable=not progress, leave=False):
+        crops = random_crops(images, crop, batch, rng)
+        report.losses.append(float(training.step(crops)))
+    report.seconds = time.perf_counter() - start
+    trained = with_weights(full, training.groups, [w.numpy() for w in training.weights])
+    return FakeQuantGraph(trained, values), report
 
-    def int8_forward(x):
-        input_map = {train.input: x}
-        for (kind, _, names), variable in zip(groups, weights):
-            tensor = _fake_quant_kernel(variable) if kind == "kernel" else tf.identity(variable)
+
+class _Int8Training:
+    """The export graph at the crop size with its weights as variables, and one training step.
+
+    Args:
+        train: the graph frozen at `(batch, crop, crop, 3)`.
+        ranges: tensor name to `(min, max)`, the export size's.
+        batch: crops per step.
+        learning_rate: Adam's step.
+        feature_weight: weight of the quantized tensors' loss (`fine_tune`).
+    """
+
+    def __init__(
+        self, train: FrozenGraph, ranges: dict, batch: int, learning_rate: float, feature_weight
+    ):
+        import tensorflow as tf
+
+        self.train = train
+        self.points = sorted(ranges)
+        if set(quantization_points(train)) != set(self.points):
+            raise RuntimeError("the export graph differs between the export and training sizes")
+        simulated, self.outputs = insert_fake_quant(train, ranges)
+        self.simulated = fixed_output_fake_quant(simulated)
+        self.groups = weight_groups(train)
+        self.weights = [tf.Variable(value) for _, value, _ in self.groups]
+        self.widths = [max(ranges[p][1] - ranges[p][0], 1e-3) for p in self.points]
+        self.optimizer = _Adam(self.weights, learning_rate)
+        self.feature_weight = feature_weight
+        spec = tf.TensorSpec((batch, train.height, train.width, 3), tf.float32)
+        #: One optimizer step on a batch of crops; returns the output's squared error.
+        self.step = tf.function(self._step, input_signature=[spec])
+
+    def int8_forward(self, x):
+        """The output and every quantized tensor with int8 simulated."""
+        import tensorflow as tf
+
+        input_map = {self.train.input: x}
+        for (kind, _, names), variable in zip(self.groups, self.weights):
+            tensor = fake_quant_kernel(variable) if kind == "kernel" else tf.identity(variable)
             input_map.update({name + ":0": tensor for name in names})
         derained, *features = tf.graph_util.import_graph_def(
-            simulated,
+            self.simulated,
             input_map=input_map,
-            return_elements=[outputs[0]] + [p.split(":")[0] + "/range:0" for p in points],
+            return_elements=[self.outputs[0]] + [p.split(":")[0] + "/range:0" for p in self.points],
             name="int8",
         )
         return derained, features
 
-    def float_forward(x):
+    def float_forward(self, x):
+        """The output and every quantized tensor in float: the targets."""
+        import tensorflow as tf
+
         derained, *features = tf.graph_util.import_graph_def(
-            train.graph_def,
-            input_map={train.input: x},
-            return_elements=[train.outputs[0]] + points,
+            self.train.graph_def,
+            input_map={self.train.input: x},
+            return_elements=[self.train.outputs[0]] + self.points,
             name="float",
         )
         return derained, features
 
-    optimizer = _Adam(weights, learning_rate)
+    def _step(self, x):
+        import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((batch, crop, crop, 3), tf.float32)])
-    def step(x):
-        target, target_features = float_forward(x)
-        derained, features = int8_forward(x)
+        target, target_features = self.float_forward(x)
+        derained, features = self.int8_forward(x)
         # Compared as the outputs are used, clipped to [0, 1]: an untrained
         # generator's output strays far outside, where no error matters.
         output_error = tf.reduce_mean(
@@ -330,43 +267,15 @@ def fine_tune(
         feature_error = tf.add_n(
             [
                 tf.reduce_mean(tf.square(f - t)) / (w * w)
-                for f, t, w in zip(features, target_features, widths)
+                for f, t, w in zip(features, target_features, self.widths)
             ]
-        ) / len(points)
-        loss = output_error + feature_weight * feature_error
+        ) / len(self.points)
+        loss = output_error + self.feature_weight * feature_error
         # Symbolic gradients: a GradientTape does not see the ops that
         # import_graph_def creates; tf.gradients walks the graph itself.
-        gradients = tf.gradients(loss, weights, stop_gradients=[target, *target_features])
-        optimizer.apply(gradients)
+        gradients = tf.gradients(loss, self.weights, stop_gradients=[target, *target_features])
+        self.optimizer.apply(gradients)
         return output_error
-
-    images = [_at_export_scale(image, height, width) for image in images]
-    rng = np.random.default_rng(seed)
-    start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="qat", unit="step", disable=not progress, leave=False):
-        report.losses.append(float(step(_crops(images, crop, batch, rng))))
-    report.seconds = time.perf_counter() - start
-    trained = _with_weights(full, groups, [w.numpy() for w in weights])
-    return FakeQuantGraph(trained, values), report
-
-
-def _with_weights(frozen: FrozenGraph, groups, values) -> FrozenGraph:
-    """A copy of `frozen` with each group's constants set to its trained value."""
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.CopyFrom(frozen.graph_def)
-    by_name = {}
-    for (_, _, names), value in zip(groups, values):
-        by_name.update({name: value for name in names})
-    found = 0
-    for node in graph_def.node:
-        if node.name in by_name:
-            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(by_name[node.name]))
-            found += 1
-    if found != len(by_name):
-        raise RuntimeError("the export graph differs between the export and training sizes")
-    return FrozenGraph(graph_def, frozen.input, frozen.outputs, frozen.height, frozen.width)
 
 
 def check_qat_arguments(quantize: str, calibrator: str, steps: int, data_dir: str | None) -> None:

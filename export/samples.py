@@ -1,8 +1,9 @@
-"""Images for calibration and verification: listing, reading, fitting to the model's size.
+"""Images for calibration, verification and fine-tuning: listing, reading, fitting, cropping.
 
+`gather_images` reads what an export needs from its folders (`ExportImages`).
 When a folder has too few images, `synthetic_images` makes smooth scenes
 with drop-like discs, enough to check that an export computes what the Keras
-generator computes.
+generator computes. `random_crops` cuts fine-tuning batches (`export.qat`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -113,3 +115,108 @@ def synthetic_images(count: int, height: int, width: int, seed: int = 0) -> list
         image += rng.normal(0, 0.01, image.shape).astype(np.float32)
         images.append(np.clip(image, 0.0, 1.0).astype(np.float32))
     return images
+
+
+@dataclass
+class ExportImages:
+    """The images an export calibrates, verifies and fine-tunes on, and what to say about them.
+
+    Attributes:
+        height, width: the export size.
+        calibration_count, verify_count: how many samples of that size
+            calibration and verification take.
+        calibration, held_out, fine_tuning: the images, as read.
+        summary: the report's calibration line.
+        verify_source: where the verification images come from.
+        notes: more lines for the report.
+    """
+
+    height: int
+    width: int
+    calibration_count: int
+    verify_count: int
+    calibration: list[np.ndarray] = field(default_factory=list)
+    held_out: list[np.ndarray] = field(default_factory=list)
+    fine_tuning: list[np.ndarray] = field(default_factory=list)
+    summary: str = ""
+    verify_source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def calibration_samples(self) -> list[np.ndarray]:
+        """The calibration images fitted to the export size (`fit_samples`)."""
+        return fit_samples(self.calibration, self.height, self.width, self.calibration_count)
+
+    def verification_samples(self) -> list[np.ndarray]:
+        """The held-out images fitted to the export size (other crops than calibration's)."""
+        return fit_samples(self.held_out, self.height, self.width, self.verify_count, seed=1)
+
+
+def gather_images(
+    quantize, calibration_dir, verify_model, verify_dir, height, width, samples, verify_samples
+) -> ExportImages:
+    """Reads the calibration and verification images (a bad folder fails before slow work).
+
+    int8 calibrates on the images of `calibration_dir` and holds one in five
+    out for verification; the other modes verify on all of them. Without
+    either folder, verification runs on synthetic scenes.
+    """
+    found = ExportImages(height, width, samples, verify_samples)
+    if calibration_dir:
+        images = read_images(list_images(calibration_dir), "calibration")
+        if quantize == "int8":
+            n_out = len(images) // 5 or (1 if len(images) > 1 else 0)
+            found.calibration = images[: len(images) - n_out]
+            found.held_out = images[len(images) - n_out :]
+            found.summary = (
+                f"Calibration: {samples} samples of {height}x{width} from "
+                f"{len(found.calibration)} of the {len(images)} readable images in "
+                f"{calibration_dir} ({n_out} held out for verification)"
+            )
+        else:
+            found.held_out = images
+    if not verify_model:
+        return found
+    if verify_dir:
+        found.held_out = read_images(list_images(verify_dir, "--verify-dir"), "verification")
+        found.verify_source = f"{len(found.held_out)} images from {verify_dir}"
+    elif found.held_out:
+        found.verify_source = f"{len(found.held_out)} held-out images from {calibration_dir}"
+    else:
+        found.held_out = synthetic_images(verify_samples, height, width)
+        found.verify_source = "synthetic scenes"
+        if quantize == "int8":
+            found.notes.append(
+                "note: the calibration folder has one image, so verification ran on "
+                "synthetic scenes; add images for a held-out check"
+            )
+    return found
+
+
+def at_export_scale(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The image resized to just cover the export size, as the model will see whole frames.
+
+    Activation statistics depend on the scale of the scene: crops of a
+    photo at another scale than the calibration's would train the ranges
+    and weights for other images than the model will get.
+    """
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    if abs(scale - 1) < 1e-6:
+        return np.asarray(image, np.float32)
+    return _resize(image, max(height, round(h * scale)), max(width, round(w * scale)))
+
+
+def random_crops(images: list[np.ndarray], crop: int, batch: int, rng) -> np.ndarray:
+    """`batch` random `crop x crop` crops (upscaled first where an image is smaller), flipped."""
+    out = []
+    for _ in range(batch):
+        image = images[int(rng.integers(len(images)))]
+        h, w = image.shape[:2]
+        if min(h, w) < crop:
+            scale = crop / min(h, w)
+            image = _resize(image, max(crop, round(h * scale)), max(crop, round(w * scale)))
+            h, w = image.shape[:2]
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        piece = image[y : y + crop, x : x + crop]
+        out.append(piece[:, ::-1] if rng.random() < 0.5 else piece)
+    return np.ascontiguousarray(np.stack(out), np.float32)

@@ -6,7 +6,10 @@
 The model has a static input `(1, H, W, 3)` and one signature, `derain`,
 with the input `image` (RGB in [0, 1], or uint8 0..255 with `--io uint8`)
 and the output `derained` (same type), plus `attention` (the final map
-`A_N`) with `--with-attention`. Quantization modes:
+`A_N`) with `--with-attention`. A `LiteGenerator` also gets a second
+signature, `stream`, for video: the frame and the ConvLSTM state carried
+from the frame before in, the result and the next state out (`export.stream`,
+`tf_deraindrop.lite.LiteDerainer.stream`). Quantization modes:
 
 * `none`: float32.
 * `float16`: float16 weights (half the file); computes in float32 on CPU,
@@ -35,19 +38,12 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from export.convert import MODES, WEIGHT_BYTES, convert, write_saved_model
 from export.errors import ExportError, VerificationFailed
-from export.samples import fit_samples, list_images, read_images, synthetic_images
-from export.verify import DEFAULT_MIN_PSNR, Verification, verify
-
-if TYPE_CHECKING:
-    from export.analysis import DelegateCoverage
+from export.report import ExportReport, reject
+from export.samples import ExportImages, gather_images, list_images
+from export.verify import DEFAULT_MIN_PSNR, verify
 
 __all__ = [
     "DEFAULT_MIN_PSNR",
@@ -55,44 +51,10 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "VerificationFailed",
+    "WEIGHT_BYTES",
     "export_tflite",
     "main",
 ]
-
-
-@dataclass
-class ExportReport:
-    """What `export_tflite` did."""
-
-    path: str
-    mode: str
-    size: int
-    weight_bytes: int
-    ops: Counter
-    xnnpack: DelegateCoverage
-    seconds: float
-    calibration: str = ""
-    verification: Verification | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def size_ratio(self) -> float:
-        return self.size / self.weight_bytes
-
-    def lines(self) -> list[str]:
-        ops = ", ".join(f"{name} {count}" for name, count in self.ops.most_common())
-        lines = [
-            f"Wrote {self.path}: {self.size / 1e6:.2f} MB, {self.size_ratio:.3f} x the weights' "
-            f"own {self.weight_bytes / 1e6:.2f} MB ({WEIGHT_BYTES[self.mode]} B per weight, "
-            f"mode {self.mode}); converted in {self.seconds:.1f} s",
-            f"Ops ({sum(self.ops.values())}): {ops}",
-            f"XNNPACK delegate: {self.xnnpack}",
-        ]
-        if self.calibration:
-            lines.insert(0, self.calibration)
-        if self.verification is not None:
-            lines.append(f"Verification against the Keras float generator: {self.verification}")
-        return lines + self.notes
 
 
 def check_arguments(quantize: str, height: int, width: int, calibration_dir: str | None) -> None:
@@ -104,53 +66,6 @@ def check_arguments(quantize: str, height: int, width: int, calibration_dir: str
             raise ExportError(f"{name} {value}: must be a positive multiple of 4")
     if quantize == "int8" and not calibration_dir:
         raise ExportError("--quantize int8 needs --calibration-dir (a folder of rainy photos)")
-
-
-@dataclass
-class _Images:
-    """The images an export calibrates and verifies on, and what to say about them."""
-
-    calibration: list[np.ndarray] = field(default_factory=list)
-    held_out: list[np.ndarray] = field(default_factory=list)
-    summary: str = ""
-    verify_source: str = ""
-    notes: list[str] = field(default_factory=list)
-
-
-def _gather_images(
-    quantize, calibration_dir, verify_model, verify_dir, height, width, samples, verify_samples
-) -> _Images:
-    """Reads the calibration and verification images (a bad folder fails before slow work)."""
-    found = _Images()
-    if calibration_dir:
-        images = read_images(list_images(calibration_dir), "calibration")
-        if quantize == "int8":
-            n_out = len(images) // 5 or (1 if len(images) > 1 else 0)
-            found.calibration = images[: len(images) - n_out]
-            found.held_out = images[len(images) - n_out :]
-            found.summary = (
-                f"Calibration: {samples} samples of {height}x{width} from "
-                f"{len(found.calibration)} of the {len(images)} readable images in "
-                f"{calibration_dir} ({n_out} held out for verification)"
-            )
-        else:
-            found.held_out = images
-    if not verify_model:
-        return found
-    if verify_dir:
-        found.held_out = read_images(list_images(verify_dir, "--verify-dir"), "verification")
-        found.verify_source = f"{len(found.held_out)} images from {verify_dir}"
-    elif found.held_out:
-        found.verify_source = f"{len(found.held_out)} held-out images from {calibration_dir}"
-    else:
-        found.held_out = synthetic_images(verify_samples, height, width)
-        found.verify_source = "synthetic scenes"
-        if quantize == "int8":
-            found.notes.append(
-                "note: the calibration folder has one image, so verification ran on "
-                "synthetic scenes; add images for a held-out check"
-            )
-    return found
 
 
 def _convert_model(
@@ -249,13 +164,13 @@ def export_tflite(
     Example:
         >>> report = export_tflite(generator, "derain.tflite", 480, 720)  # doctest: +SKIP
     """
-    from export.analysis import op_counts, xnnpack_coverage
+    from export.qat import load_qat_images
     from tf_deraindrop.weights import atomic_path, remove_stale_partials
 
     check_arguments(quantize, height, width, calibration_dir)
     if calibration_samples < 1 or verify_samples < 1:
         raise ExportError("--calibration-samples and --verify-samples must be at least 1")
-    images = _gather_images(
+    images = gather_images(
         quantize,
         calibration_dir,
         verify_model,
@@ -265,73 +180,70 @@ def export_tflite(
         calibration_samples,
         verify_samples,
     )
-    from export.qat import load_qat_images
-
-    qat_images = load_qat_images(quantize, calibrator, qat_steps, qat_dir)
-
+    images.fine_tuning = load_qat_images(quantize, calibrator, qat_steps, qat_dir)
     workdir = os.path.dirname(os.path.abspath(output))
     os.makedirs(workdir, exist_ok=True)
     remove_stale_partials(workdir)  # what an export killed there left
     with atomic_path(output) as partial:
         start = time.perf_counter()
-        calibration, source = None, generator
-        if quantize == "int8":
-            from export.calibrate import int8_calibration
-
-            fitted = fit_samples(images.calibration, height, width, calibration_samples)
-            source, calibration, how = int8_calibration(
-                generator,
-                height,
-                width,
-                fitted,
-                calibrator,
-                progress,
-                qat_images=qat_images,
-                qat_steps=qat_steps,
-                qat_crop=qat_crop,
-            )
-            images.summary += how
+        source, calibration = _source(
+            generator, quantize, images, calibrator, progress, qat_steps, qat_crop
+        )
         model = _convert_model(
             source, height, width, quantize, uint8_io, with_attention, calibration, output
         )
         seconds = time.perf_counter() - start
         with _writing(output), open(partial, "wb") as f:
             f.write(model)
-        report = ExportReport(
-            path=output,
-            mode=quantize,
-            size=len(model),
-            weight_bytes=int(generator.count_params()) * WEIGHT_BYTES[quantize],
-            ops=op_counts(partial),
-            xnnpack=xnnpack_coverage(partial),
-            seconds=seconds,
-            calibration=images.summary,
-            notes=images.notes,
-        )
+        report = _report(output, partial, quantize, generator, seconds, images, verify_model)
         if verify_model:
-            threshold = DEFAULT_MIN_PSNR[quantize] if min_psnr is None else float(min_psnr)
-            samples = fit_samples(images.held_out, height, width, verify_samples, seed=1)
-            report.verification = verify(
-                partial, generator, samples, threshold, images.verify_source, progress
-            )
-            if not report.verification.passed:
-                _reject(report, partial, output, log)
+            _verify(report, partial, output, generator, images, min_psnr, progress, log)
     for line in report.lines():
         log(line)
     return report
 
 
-def _reject(report: ExportReport, partial: str, output: str, log) -> None:
-    """Keeps a model that failed verification as `<output>.rejected` and raises."""
-    rejected = output + ".rejected"
-    os.replace(partial, rejected)
-    report.path = rejected
-    for line in report.lines():
-        log(line)
-    raise VerificationFailed(
-        f"verification failed: {report.verification}. The model is kept as "
-        f"{rejected}; lower the bar with --min-psnr if this is expected."
+def _source(generator, quantize, images: ExportImages, calibrator, progress, qat_steps, qat_crop):
+    """What to convert, and the int8 representative dataset (`export.int8`) or None.
+
+    Adds the int8 calibration's summary to `images.summary`.
+    """
+    from export.int8 import int8_calibration
+
+    if quantize != "int8":
+        return generator, None
+    source, calibration, how = int8_calibration(
+        generator,
+        images.calibration_samples(),
+        calibrator,
+        progress=progress,
+        qat_images=images.fine_tuning,
+        qat_steps=qat_steps,
+        qat_crop=qat_crop,
     )
+    images.summary += how
+    return source, calibration
+
+
+def _report(output, partial, quantize, generator, seconds, images: ExportImages, verify_model):
+    """The report on the model written at `partial`, with the notes on its `stream` signature."""
+    from export.stream import stream_notes
+
+    report = ExportReport.measure(output, partial, quantize, generator.count_params(), seconds)
+    report.calibration, report.notes = images.summary, images.notes
+    report.notes += stream_notes(partial, generator, images.held_out if verify_model else ())
+    return report
+
+
+def _verify(report, partial, output, generator, images: ExportImages, min_psnr, progress, log):
+    """Checks the model at `partial` against the Keras float generator; rejects it below the bar."""
+    threshold = DEFAULT_MIN_PSNR[report.mode] if min_psnr is None else float(min_psnr)
+    samples = images.verification_samples()
+    report.verification = verify(
+        partial, generator, samples, threshold, images.verify_source, progress
+    )
+    if not report.verification.passed:
+        reject(report, partial, output, log)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -372,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model's own outputs (no clean images needed; 0: calibrate only)",
     )
     qat.add_argument("--data-dir", help="rainy photos to fine-tune on (with --qat-steps)")
-    qat.add_argument("--qat-crop", type=int, help="side of the fine-tuning crops (128)")
+    qat.add_argument("--qat-crop", type=int, help="side of the fine-tuning crops (256)")
     parser.add_argument(
         "--io",
         choices=("float32", "uint8"),

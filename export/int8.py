@@ -1,0 +1,101 @@
+"""What an int8 export converts: the graph, its representative dataset (if any), a summary.
+
+Three ways to the activation ranges, chosen by `export.tflite`'s flags:
+
+* `--calibrator converter`: the generator itself, with a representative
+  dataset for the TFLite converter's calibrator;
+* `--calibrator tensorflow` (the default): the ranges measured in
+  TensorFlow and fixed in the graph (`export.calibrate`), no dataset;
+* with `--qat-steps N`: the same graph fine-tuned with int8 simulated
+  first (`export.qat`).
+
+A generator with a `stream` signature (a `LiteGenerator`) gets that
+signature's ranges too (`export.stream.int8_stream`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: `--calibrator` choices: ranges measured in TensorFlow (fixed-range
+#: fake-quant nodes), or the TFLite converter's own calibrator.
+CALIBRATORS = ("tensorflow", "converter")
+
+
+def int8_calibration(
+    generator,
+    samples: Sequence[np.ndarray],
+    calibrator: str = "tensorflow",
+    *,
+    progress: bool = False,
+    qat_images: Sequence[np.ndarray] = (),
+    qat_steps: int = 0,
+    qat_crop: int | None = None,
+) -> tuple:
+    """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
+
+    Args:
+        generator: the built generator.
+        samples: float32 `(H, W, 3)` calibration images at the export size.
+        calibrator: one of `CALIBRATORS`.
+        qat_images, qat_steps, qat_crop: fine-tune for `qat_steps` steps on
+            crops of `qat_images` first (`export.qat.fine_tune`).
+
+    Returns:
+        `source` goes to `write_saved_model` in place of the generator; the
+        representative dataset is None for fixed ranges; the summary ends the
+        report's calibration line.
+
+    Raises:
+        ExportError: an unknown calibrator.
+    """
+    from export.errors import ExportError
+    from export.stream import int8_stream
+
+    if calibrator not in CALIBRATORS:
+        raise ExportError(f"--calibrator {calibrator}: choose one of {', '.join(CALIBRATORS)}")
+    if calibrator == "converter":
+        from export.convert import representative_dataset
+
+        calibrated = (
+            generator,
+            representative_dataset(samples, progress),
+            "; the converter calibrates",
+        )
+    elif qat_steps:
+        calibrated = _fine_tuned(generator, samples, qat_images, qat_steps, qat_crop, progress)
+    else:
+        calibrated = _fixed_ranges(generator, samples, progress)
+    return int8_stream(generator, calibrated, samples, calibrator, qat_steps, progress)
+
+
+def _fixed_ranges(generator, samples, progress: bool) -> tuple:
+    from export.calibrate import fixed_range_graph
+
+    height, width = np.shape(samples[0])[:2]
+    graph, ranges = fixed_range_graph(generator, height, width, samples, progress=progress)
+    return (
+        graph,
+        None,
+        f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
+        f"{ranges.seconds_per_sample:.2f} s per sample",
+    )
+
+
+def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress: bool):
+    from export.qat import DEFAULT_CROP, fine_tune
+
+    height, width = np.shape(samples[0])[:2]
+    graph, report = fine_tune(
+        generator,
+        height,
+        width,
+        samples,
+        images,
+        steps,
+        crop=crop or DEFAULT_CROP,
+        progress=progress,
+    )
+    return graph, None, f"; ranges measured in TensorFlow\n{report}"
