@@ -156,6 +156,13 @@ class Report:
         write_text_atomically(out, "\n".join(self.lines) + "\n")
         print(f"wrote {out}")
 
+    def save(self, path: str | None) -> None:
+        """Writes the lines to `path` as they are (nothing when `path` is None)."""
+        if path:
+            from tf_deraindrop.weights import write_text_atomically
+
+            write_text_atomically(path, "\n".join(self.lines) + "\n")
+
     def _blank_line(self) -> None:
         if self.lines and self.lines[-1]:
             self.lines.append("")

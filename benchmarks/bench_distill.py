@@ -23,6 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_common import Report  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,11 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         teacher_in,
     )
 
-    lines: list[str] = []
+    report = Report()
 
     def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+        report.say(text)
 
     teacher = load_teacher(args.teacher)
     examples, paired = find_examples(args.data_dir, "/tmp/bench_distill_frames", 1.0)
@@ -125,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     say(f"bfloat16 teacher output vs float32: {bf16_psnr:.1f} dB PSNR on the batch.")
     say(f"keras {keras.__version__}, tensorflow {tf.__version__}")
-    if args.output:
-        from tf_deraindrop.weights import write_text_atomically
-
-        write_text_atomically(args.output, "\n".join(lines) + "\n")
+    report.save(args.output)
     return 0
 
 

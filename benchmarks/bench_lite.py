@@ -42,6 +42,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_common import Report  # noqa: E402
+
 PHOTOS = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
 
 #: Configurations beyond the presets: `name=preset:key=value+key=value`.
@@ -358,11 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     h, w = args.height, args.width
     folder = os.path.normpath(os.path.abspath(args.calibration_dir))
     photo = held_out_photo(h, w, folder)
-    lines: list[str] = []
+    report = Report()
 
     def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+        report.say(text)
 
     students = {
         f"trained {os.path.basename(p)}": float32_generator(load_generator(p)) for p in args.student
@@ -377,10 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say()
     say(f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs")
-    if args.output:
-        from tf_deraindrop.weights import write_text_atomically
-
-        write_text_atomically(args.output, "\n".join(lines) + "\n")
+    report.save(args.output)
     return 0
 
 
