@@ -62,6 +62,8 @@ def _reference_ranges(saved_model, samples) -> dict[str, tuple[float, float]]:
     return found
 
 
+# The converter's calibrator (the reference here) runs TensorFlow's own deprecated interpreter.
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_ranges_equal_the_converters_calibrator(frozen, saved_model, samples):
     ours = calibrate.record_ranges(frozen, samples, precision="float32")
     reference = _reference_ranges(saved_model, samples)
