@@ -2,14 +2,16 @@
 
 `derain_video` derains a video file into another with a Keras generator (or
 any model with its call contract) or a `LiteDerainer`, keeping the frame
-count, timestamps, size, rotation and audio; `iter_frames` gives the frames
-as RGB arrays for a loop of your own, and `VideoWriter` writes frames back.
+count, timestamps, size, rotation, audio, subtitles and data tracks;
+`iter_frames` gives the frames as RGB arrays for a loop of your own, and
+`VideoWriter` writes frames back.
 
 The modules, in the order a frame meets them: `probing` (what a file is),
 `reader` (decoding), `models` (the model as a function of frames),
 `stages` (the reader, model and writer threads), `encoders` and `writer`
-(encoding, the temporary name), `audio` (audio copied as it is), `report`
-(the result and warnings) and `pipeline` (`derain_video`, which ties them).
+(encoding, the temporary name), `passthrough` (audio, subtitle and data
+streams copied as they are), `report` (the result and warnings) and
+`pipeline` (`derain_video`, which ties them).
 
 Example:
     >>> from tf_deraindrop.video import derain_video, iter_frames  # doctest: +SKIP
@@ -18,9 +20,9 @@ Example:
     ...     print(frame.time, frame.image.shape)
 """
 
-from tf_deraindrop.video.audio import plan_output
 from tf_deraindrop.video.encoders import ENCODERS, Encoder, choose_encoder, video_encoders
 from tf_deraindrop.video.models import DEFAULT_BATCH, FrameModel, frame_model
+from tf_deraindrop.video.passthrough import plan_output
 from tf_deraindrop.video.pipeline import check_outputs, check_range, derain_video
 from tf_deraindrop.video.probing import (
     VIDEO_SUFFIXES,

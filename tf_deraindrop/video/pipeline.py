@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tf_deraindrop.video.audio import OutputPlan, plan_output
 from tf_deraindrop.video.encoders import choose_encoder, pixel_format
 from tf_deraindrop.video.models import frame_model
+from tf_deraindrop.video.passthrough import OutputPlan, output_format, plan_output, try_streams
 from tf_deraindrop.video.probing import VideoError, VideoInfo, parse_time, probe
 from tf_deraindrop.video.reader import DecodeStatus
 from tf_deraindrop.video.report import VideoResult, progress_bar, report_decoding
@@ -62,12 +62,15 @@ def derain_video(
     io_threads: int = IO_THREADS,
     **derain_options,
 ) -> VideoResult:
-    """Derains a video file into another, frame by frame, keeping its timing and audio.
+    """Derains a video file into another, frame by frame, keeping its timing, audio and tracks.
 
     The output has the input's frames (in the range), timestamps (constant or
-    variable frame rate), size, rotation metadata and colour tags; its audio
-    streams are copied packet by packet without re-encoding. It is written
-    under a temporary name and renamed when finalised.
+    variable frame rate), size, rotation metadata and colour tags; its audio,
+    subtitle and data streams (a dashcam's GPS track) are copied packet by
+    packet without re-encoding, in the same pass, where the output's
+    container takes them (a warning names each one it does not, and why;
+    `tf_deraindrop.video.passthrough`). It is written under a temporary name
+    and renamed when finalised.
 
     Args:
         input: the video.
@@ -84,7 +87,7 @@ def derain_video(
         overwrite: replace existing outputs.
         batch_size: frames per pass of a Keras model (`DEFAULT_BATCH`).
         progress: show a progress bar (frames, fps, time left) on stderr.
-        audio: copy the audio streams.
+        audio: copy the audio streams (subtitle and data streams are copied anyway).
         log: where notes and warnings go (default: stderr).
         io_threads: threads of the decoder and of each encoder (0: FFmpeg's
             choice, one or more a core; see `IO_THREADS`).
@@ -114,17 +117,15 @@ def derain_video(
     encoder = choose_encoder(codec)
     if crf is not None and encoder.crf is None:
         raise ValueError(f"--crf: {encoder.name} has no CRF setting")
-    plan = plan_output(info, encoder, audio=audio)
+    plan = _plan(info, encoder, audio, output)
     extras = {k: os.fspath(v) for k, v in (("compare", compare), ("attention", attention)) if v}
     check_outputs([input], [output, *extras.values()], overwrite)
     model = frame_model(model, batch_size, attention=bool(attention), **derain_options)
-    for note in plan.notes:
-        log(f"note: {input}: {note}")
-
-    result = VideoResult(input=input, output=output, extras=extras, notes=list(plan.notes))
-    result.expected = info.expected_frames(start, duration)
+    expected = info.expected_frames(start, duration)
+    result = VideoResult(input=input, output=output, extras=extras, expected=expected)
+    _tell(result, log, "note", input, plan.notes)
+    _tell(result, log, "warning", input, plan.warnings)
     writers = _open_writers(info, plan, output, extras, crf, overwrite, result, log, io_threads)
-    status = DecodeStatus()
     bar = progress_bar(result.expected, input, progress)
     stages = Stages(
         info,
@@ -134,8 +135,8 @@ def derain_video(
         bar,
         start=start,
         duration=duration,
-        audio=bool(plan.audio),
-        status=status,
+        copied=plan.copied,
+        status=DecodeStatus(),
         io_threads=io_threads,
     )
     began = time.perf_counter()
@@ -144,7 +145,9 @@ def derain_video(
     finally:
         bar.close()
     result.seconds = time.perf_counter() - began
-    report_decoding(result, info, status, start, duration, log)
+    for writer in writers.values():
+        _tell(result, log, "warning", writer.path, writer.dropped)
+    report_decoding(result, info, stages.status, start, duration, log)
     return result
 
 
@@ -184,6 +187,7 @@ def _open_writers(
     color = (info.colorspace, info.color_range, info.color_primaries, info.color_trc)
     try:
         for name, path in (("output", output), *extras.items()):
+            copied = _copied_into(path, plan, info) if name != "attention" else ()
             width, height = sizes[name]
             pix_fmt, note = pixel_format(plan.encoder, width, height)
             if note and name == "output":
@@ -197,7 +201,7 @@ def _open_writers(
                 info.rate,
                 encoder=plan.encoder,
                 crf=crf,
-                audio_from=(info, plan.audio) if name != "attention" else None,
+                copy_from=(info, copied),
                 display_matrix=info.display_matrix,
                 color=color,
                 overwrite=overwrite,
@@ -209,3 +213,28 @@ def _open_writers(
             writer.abort()
         raise
     return writers
+
+
+def _tell(result: VideoResult, log, kind: str, about: str, lines: Sequence[str]) -> None:
+    """Logs `kind: about: line` for each line, and keeps the line in the result's notes."""
+    for line in lines:
+        log(f"{kind}: {about}: {line}")
+        result.notes.append(line)
+
+
+def _plan(info: VideoInfo, encoder, audio: bool, output: str) -> OutputPlan:
+    """The plan for `output`: the encoder's (with its notes) if `output` follows it."""
+    plan = plan_output(info, encoder, audio=audio)
+    extension = os.path.splitext(output)[1].lower()
+    if extension != plan.extension:
+        plan = plan_output(info, encoder, audio=audio, extension=extension)
+    return plan
+
+
+def _copied_into(path: str, plan: OutputPlan, info: VideoInfo) -> tuple[int, ...]:
+    """The planned streams that the container of `path` takes (`compare` may be another)."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension == plan.extension:
+        return plan.copied
+    trials = try_streams(output_format(extension), info)
+    return tuple(i for i in plan.copied if trials[i].why_not is None)

@@ -1,15 +1,16 @@
-"""Decoding a video with PyAV: its frames as RGB arrays, its audio packets untouched.
+"""Decoding a video with PyAV: its frames as RGB arrays, the packets of other streams untouched.
 
 `demux` walks the file once, in file order, decoding the video frames of a
-time range and passing the audio packets of that range along as they are
-(for copying); `iter_frames` is the simple loop over RGB frames. What the
-file is comes from `tf_deraindrop.video.probing`.
+time range and passing the packets of that range of the streams asked for
+(audio, subtitles, data) along as they are (for copying); `iter_frames` is
+the simple loop over RGB frames. What the file is comes from
+`tf_deraindrop.video.probing`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -27,6 +28,11 @@ from tf_deraindrop.video.probing import (
 
 #: Seconds of slack when comparing a frame's time with a range boundary.
 _EPS = 1e-6
+
+#: Seconds past the end of a range after which a subtitle or data stream with
+#: no packet there yet is given up: FFmpeg's muxers write a sparse stream's
+#: packets at most this far behind the others (their `max_interleave_delta`).
+SPARSE_WAIT = 10.0
 
 
 @dataclass
@@ -81,15 +87,16 @@ def demux(
     info: VideoInfo,
     start: float | None = None,
     duration: float | None = None,
-    audio: bool = True,
+    copy: Collection[int] = (),
     status: DecodeStatus | None = None,
     threads: int = 0,
 ) -> Iterator[tuple[str, object, float]]:
-    """The video's decoded frames and its audio packets, in file order.
+    """The video's decoded frames and the packets of the streams `copy`, in file order.
 
     Yields `("video", av.VideoFrame, time)` for the frames in `[start, start +
-    duration)` (`time`: seconds from the first frame) and, with `audio`,
-    `("audio", av.Packet, time)` for the audio packets in that range, untouched.
+    duration)` (`time`: seconds from the first frame) and `("packet",
+    av.Packet, time)` for the packets in that range of the streams whose
+    indexes are in `copy` (audio, subtitles, data), untouched.
     `threads` sets the decoder's threads (0: FFmpeg's frame threading, one
     thread a core). A packet that
     does not decode is skipped and counted; an error of the container (a
@@ -100,7 +107,7 @@ def demux(
     try:
         stream = video_stream(container)
         _set_threads(stream, threads)
-        streams = [stream] + (list(container.streams.audio) if audio else [])
+        streams = [stream] + [container.streams[i] for i in copy]
         begin = info.start + (start or 0.0)
         span = _Span(begin, None if duration is None else begin + duration)
         if start:
@@ -120,24 +127,34 @@ def _set_threads(stream, threads: int) -> None:
 
 
 def _interleave(container, streams, span: _Span, seeked: bool, info: VideoInfo, status):
-    """`demux`'s loop: frames and audio packets of `span`, until both have passed its end."""
+    """`demux`'s loop: frames and copied packets of `span`, until each stream has passed its end.
+
+    A stream is waited for until one of its packets is past the end; a
+    subtitle or data stream, which may have none there (a cue a minute),
+    only until the file is `SPARSE_WAIT` seconds past it.
+    """
     stream = streams[0]
     video_done = False
-    audio_open = {s.index for s in streams[1:]}
+    waiting = {s.index for s in streams[1:]}
+    sparse = {s.index for s in streams[1:] if s.type != "audio"}
     previous = None
     for packet in _packets(container, streams, status):
+        if video_done and waiting & sparse and _far_past(packet, span):
+            waiting -= sparse
+            if not waiting:
+                break
         if packet.stream.index != stream.index:
             if packet.size == 0 or packet.pts is None:
                 continue
             t = float(packet.pts * packet.time_base)
             if span.past(t):
-                audio_open.discard(packet.stream.index)
-                if video_done and not audio_open:
+                waiting.discard(packet.stream.index)
+                if video_done and not waiting:
                     break
                 continue
             if seeked and span.before(t):
                 continue
-            yield "audio", packet, t - info.start
+            yield "packet", packet, t - info.start
             continue
         if video_done:
             continue
@@ -153,8 +170,14 @@ def _interleave(container, streams, span: _Span, seeked: bool, info: VideoInfo, 
             status.last_time = t
             status.last_duration = float((frame.duration or 0) * stream.time_base)
             yield "video", frame, t - info.start
-        if video_done and not audio_open:
+        if video_done and not waiting:
             break
+
+
+def _far_past(packet, span: _Span) -> bool:
+    """Whether a packet is `SPARSE_WAIT` seconds or more past the end of `span`."""
+    ticks = packet.dts if packet.dts is not None else packet.pts
+    return ticks is not None and span.past(float(ticks * packet.time_base) - SPARSE_WAIT)
 
 
 def _packets(container, streams, status: DecodeStatus):
@@ -247,7 +270,7 @@ def iter_frames(
     begin = start or 0.0
     next_time = 0.0
     index = 0
-    for _, frame, time in demux(info, start, duration, audio=False, status=status):
+    for _, frame, time in demux(info, start, duration, status=status):
         if every is not None:
             if time - begin < next_time - _EPS:
                 continue

@@ -2,8 +2,9 @@
 
 The reader thread decodes frames to RGB, the calling thread runs the model,
 the writer thread encodes; bounded queues between them keep a few frames in
-flight, so memory does not grow with the video's length. Audio packets
-travel through the same queues, so they reach the writers in file order.
+flight, so memory does not grow with the video's length. The packets of
+the copied streams (audio, subtitles, data) travel through the same queues,
+so they reach the writers in file order.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 
 import numpy as np
 
-from tf_deraindrop.video.audio import shift_packet
 from tf_deraindrop.video.models import FrameModel
+from tf_deraindrop.video.passthrough import shift_packet
 from tf_deraindrop.video.probing import VideoError, VideoInfo
 from tf_deraindrop.video.reader import DecodeStatus, RGBConverter, demux
 from tf_deraindrop.video.report import VideoResult
@@ -61,7 +62,7 @@ class Stages:
         result: filled in as frames are written (`frames`, `model_seconds`).
         bar: a progress bar, advanced by one a frame written.
         start, duration: the range decoded, in seconds (None: all).
-        audio: pass the audio packets along to the writers.
+        copied: input indexes of the streams whose packets go to the writers.
         status: filled in by the decoder.
         io_threads: threads of the decoder (0: FFmpeg's choice).
     """
@@ -76,7 +77,7 @@ class Stages:
         *,
         start: float | None,
         duration: float | None,
-        audio: bool,
+        copied: tuple[int, ...],
         status: DecodeStatus,
         io_threads: int,
     ):
@@ -85,9 +86,9 @@ class Stages:
         self.writers = writers
         self.result = result
         self.bar = bar
-        self.start, self.duration, self.audio = start, duration, audio
+        self.start, self.duration, self.copied = start, duration, copied
         self.status, self.io_threads = status, io_threads
-        # A range is written from time 0: its frames and audio move back by its start.
+        # A range is written from time 0: its frames and packets move back by its start.
         self.shift = info.start + start if start else 0.0
         self.stop = threading.Event()
         self.frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -130,19 +131,19 @@ class Stages:
             raise
 
     def read(self) -> None:
-        """The reader thread: RGB frames with their timing, and audio packets, into `frames_in`."""
+        """The reader thread: RGB frames with their timing, and copied packets, into `frames_in`."""
         info, convert = self.info, RGBConverter()
         items = demux(
-            info, self.start, self.duration, self.audio, self.status, threads=self.io_threads
+            info, self.start, self.duration, self.copied, self.status, threads=self.io_threads
         )
         step = round(1 / (info.rate * info.time_base)) if info.rate else 1
         try:
             for kind, payload, t in items:
-                if kind == "audio":
+                if kind == "packet":
                     if self.shift:
                         shift_packet(payload, self.shift)
                     # The stream's index now: the packet outlives the input container.
-                    item = ("audio", payload, payload.stream.index)
+                    item = ("packet", payload, payload.stream.index)
                 else:
                     item = ("video", convert(payload), self._timing(payload, t, step))
                 if not _put(self.frames_in, item, self.stop):
@@ -168,7 +169,7 @@ class Stages:
         while True:
             item = _get(self.frames_in, self.stop)
             done = item is _END
-            if not done and item[0] == "audio":
+            if not done and item[0] == "packet":
                 if not _put(self.frames_out, item, self.stop):
                     break
                 continue
@@ -190,14 +191,14 @@ class Stages:
                 break
 
     def write(self) -> None:
-        """The writer thread: encodes the frames and copies the audio from `frames_out`."""
+        """The writer thread: encodes the frames and copies the packets from `frames_out`."""
         try:
             while True:
                 item = _get(self.frames_out, self.stop)
                 if item is _END:
                     return
                 kind, payload, extra = item
-                if kind == "audio":
+                if kind == "packet":
                     for writer in self.writers.values():
                         writer.copy(payload, extra)
                     continue

@@ -1,10 +1,10 @@
-"""Writing a video with PyAV: frames encoded, audio copied, a temporary name until done.
+"""Writing a video with PyAV: frames encoded, other streams copied, a temporary name until done.
 
 A video is written under a hidden temporary name in its folder
 (`.drive.partial.mp4`) and renamed at the end, so that an interrupted run
 (Ctrl-C, `kill -9`, a full disk) never leaves a half-written file under the
 final name. The encoder comes from `tf_deraindrop.video.encoders`, the
-audio streams from `tf_deraindrop.video.audio`.
+copied audio, subtitle and data streams from `tf_deraindrop.video.passthrough`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from tf_deraindrop.video.audio import add_audio_streams
 from tf_deraindrop.video.encoders import CONTAINERS, Encoder, choose_encoder, pixel_format
+from tf_deraindrop.video.passthrough import add_copied_streams, describe
 from tf_deraindrop.video.probing import VideoInfo, load_av
 
 
@@ -58,7 +58,7 @@ def describe_os_error(path: str, err: BaseException) -> str:
 
 
 class VideoWriter:
-    """Encodes uint8 RGB frames into a video, copying audio packets as they are.
+    """Encodes uint8 RGB frames into a video, copying other streams' packets as they are.
 
     Args:
         path: the final file; written as `temporary_name(path)` until `close`.
@@ -68,7 +68,9 @@ class VideoWriter:
             the timestamps decide when frames show).
         encoder: an `Encoder` (default: H.264).
         crf: quality (lower is better; the encoder's default when None).
-        audio_from: `(VideoInfo, stream indexes)` whose audio streams are copied.
+        copy_from: `(VideoInfo, stream indexes)`: the input's audio, subtitle
+            and data streams copied (`passthrough.plan_output` says which
+            the container takes).
         display_matrix: the input's display matrix (rotation), kept as it is.
         color: `(colorspace, range, primaries, trc)` FFmpeg tags to convert to
             and write, those of the input (unspecified: FFmpeg's defaults).
@@ -94,7 +96,7 @@ class VideoWriter:
         rate: Fraction | float | None,
         encoder: Encoder | None = None,
         crf: int | None = None,
-        audio_from: tuple[VideoInfo, Sequence[int]] | None = None,
+        copy_from: tuple[VideoInfo, Sequence[int]] | None = None,
         display_matrix: Sequence[int] | None = None,
         color: tuple[int, int, int, int] | None = None,
         overwrite: bool = False,
@@ -116,10 +118,12 @@ class VideoWriter:
         self._color = color
         self.frames = 0
         self.closed = False
-        self.audio = {}
-        self._open(width, height, rate, crf, audio_from, display_matrix, threads)
+        self.copied: dict = {}
+        #: Streams whose copy stopped mid-way, with why (`copy`).
+        self.dropped: list[str] = []
+        self._open(width, height, rate, crf, copy_from, display_matrix, threads)
 
-    def _open(self, width, height, rate, crf, audio_from, display_matrix, threads) -> None:
+    def _open(self, width, height, rate, crf, copy_from, display_matrix, threads) -> None:
         """Opens the temporary file with its streams; on any error, nothing is left behind."""
         av = load_av()
         fmt = CONTAINERS.get(os.path.splitext(self.path)[1].lower(), None)
@@ -128,8 +132,8 @@ class VideoWriter:
             self.video = self._add_video(fmt, width, height, rate, crf, threads)
             if display_matrix is not None:
                 self.video.set_display_matrix(list(display_matrix))
-            if audio_from is not None and audio_from[1]:
-                self.audio = add_audio_streams(self._container, *audio_from)
+            if copy_from is not None and copy_from[1]:
+                self.copied = add_copied_streams(self._container, *copy_from)
             self._reformatter = av.video.reformatter.VideoReformatter()
             self._container.start_encoding()
         except BaseException as err:
@@ -191,12 +195,26 @@ class VideoWriter:
         self.frames += 1
 
     def copy(self, packet, index: int) -> None:
-        """Muxes a packet of the input's audio stream `index` as it is (others are ignored)."""
-        stream = self.audio.get(index)
+        """Muxes a packet of the input's stream `index` as it is (streams not copied are ignored).
+
+        A packet the muxer refuses (FFmpeg's error, not the disk's) ends the
+        copy of its stream, noted in `dropped`: the video is worth more than
+        a subtitle or data track, and the muxer goes on after refusing one.
+        """
+        stream = self.copied.get(index)
         if stream is None:
             return
+        av = load_av()
+        when = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
         packet.stream = stream
-        self._mux(packet)
+        try:
+            self._mux(packet)
+        except av.error.FFmpegError as err:
+            del self.copied[index]
+            self.dropped.append(
+                f"{describe(stream, index)} not copied from {when:.3f} s of the output on: "
+                f"the muxer refused its packet there ({err.strerror or err})"
+            )
 
     def close(self) -> str:
         """Flushes the encoder, finalises the file and gives it its final name."""
