@@ -28,6 +28,15 @@ def _conv(filters, kernel_size, name, policy, activation="relu", dilation=1, str
     )
 
 
+def features_result(taps: dict, maps, outputs, with_result: bool):
+    """What `features` returns: the tapped maps in float32, and `call`'s result if asked."""
+    features = {name: ops.cast(value, "float32") for name, value in taps.items()}
+    if not with_result:
+        return features
+    floats = [[ops.cast(t, "float32") for t in ts] for ts in (maps, outputs)]
+    return features, dict(zip(("attention", "outputs"), floats))
+
+
 @keras.saving.register_keras_serializable(package="tf_deraindrop")
 class Generator(keras.Model):
     """The Attentive GAN generator (Qian et al., CVPR 2018), layer for layer.
@@ -139,8 +148,12 @@ class Generator(keras.Model):
             maps.append(attention)
         return maps
 
-    def autoencoder(self, image, attention):
-        """Runs the contextual autoencoder: returns `[S_quarter, S_half, O]`."""
+    def autoencoder(self, image, attention, taps: dict | None = None):
+        """Runs the contextual autoencoder: returns `[S_quarter, S_half, O]`.
+
+        `taps`, when given, receives the maps the side outputs are made
+        from (see `features`); the outputs are the same either way.
+        """
         x = self.conv1(ops.concatenate([image, attention], axis=-1))
         res1 = x
         x = self.conv2(self.pad1(x))
@@ -151,9 +164,13 @@ class Generator(keras.Model):
         for diconv in self.diconvs:
             x = diconv(x)
         x = self.conv8(self.conv7(x))
+        if taps is not None:
+            taps["quarter"] = x
         side_quarter = self.outframe1(x)
         x = self.deconv1(x) + res2
         x = self.conv9(x)
+        if taps is not None:
+            taps["half"] = x
         side_half = self.outframe2(x)
         x = self.deconv2(x) + res1
         x = self.output_conv(self.conv10(x))
@@ -168,6 +185,33 @@ class Generator(keras.Model):
             "attention": [ops.cast(a, "float32") for a in maps],
             "outputs": [ops.cast(o, "float32") for o in outputs],
         }
+
+    def features(self, image, with_result: bool = False):
+        """Intermediate feature maps, for feature distillation (`call` is left as it is).
+
+        `"quarter"`: the output of `conv8` (256 channels, 1/4 size), from
+        which `outframe1` makes `S_quarter`; `"half"`: the output of `conv9`
+        (128 channels, 1/2 size), from which `outframe2` makes `S_half`.
+        `LiteGenerator.features` returns its maps of the same roles and sizes.
+
+        Args:
+            image: RGB in [0, 1], `(B, H, W, 3)`, `H` and `W` multiples of 4.
+            with_result: also return `call`'s result, from the same pass.
+
+        Returns:
+            `{"quarter": ..., "half": ...}` (float32), or `(features, result)`
+            with `with_result`.
+
+        Example:
+            >>> maps = generator.features(keras.ops.zeros((1, 64, 64, 3)))  # doctest: +SKIP
+            >>> tuple(maps["quarter"].shape), tuple(maps["half"].shape)  # doctest: +SKIP
+            ((1, 16, 16, 256), (1, 32, 32, 128))
+        """
+        image = ops.cast(image, self.compute_dtype)
+        taps = {}
+        maps = self.attention_maps(image)
+        outputs = self.autoencoder(image, maps[-1], taps)
+        return features_result(taps, maps, outputs, with_result)
 
     def get_config(self):
         config = super().get_config()

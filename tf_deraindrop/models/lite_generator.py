@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tf_deraindrop.layers.conv import conv2d
+from tf_deraindrop.models.generator import features_result
 
 #: Named sizes (see benchmarks/bench_lite.py for their cost at 480 x 720).
 PRESETS: dict[str, dict] = {
@@ -202,15 +203,19 @@ class LiteGenerator(keras.Model):
                 maps.append(ops.depth_to_space(self.mask(hidden), 4))
         return maps, (hidden, cell)
 
-    def _autoencoder(self, image, half, quarter, hidden, side_outputs: bool):
+    def _autoencoder(self, image, half, quarter, hidden, side_outputs: bool, taps=None):
         x = ops.relu(quarter + self.fuse(hidden))
         for conv in self.body:
             x = ops.relu(x + conv(x))
+        if taps is not None:  # the maps `features` returns
+            taps["quarter"] = x
         sides = []
         if side_outputs:
             sides.append(self.side_quarter(x) + ops.average_pool(image, 4, 4))
         x = ops.relu(ops.depth_to_space(self.up1(x), 2) + half)
         x = ops.relu(self.dec1(x))
+        if taps is not None:
+            taps["half"] = x
         if side_outputs:
             sides.append(self.side_half(x) + ops.average_pool(image, 2, 2))
         x = ops.depth_to_space(self.up2(x), 2)
@@ -328,6 +333,21 @@ class LiteGenerator(keras.Model):
             "attention": [ops.cast(a, "float32") for a in maps],
             "outputs": [ops.cast(o, "float32") for o in outputs],
         }
+
+    def features(self, image, with_result: bool = False):
+        """Feature maps paired with `Generator.features`' (same names and sizes).
+
+        `"quarter"`: the body's output (`width` channels), from which
+        `side_quarter` makes `S_quarter`; `"half"`: `dec1`'s (`half_filters`
+        channels), from which `side_half` makes `S_half`. With `with_result`,
+        `(features, result)`, `result` as `call`'s, from the same pass.
+        """
+        image = ops.cast(image, self.compute_dtype)
+        taps = {}
+        half, quarter = self._encode(image)
+        maps, (hidden, _) = self._attention(quarter, all_maps=True)
+        outputs = self._autoencoder(image, half, quarter, hidden, True, taps)
+        return features_result(taps, maps, outputs, with_result)
 
     def multiply_adds(self, height: int, width: int) -> int:
         """Multiply-adds of one forward pass of `call` on a `height x width` frame."""
