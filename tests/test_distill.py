@@ -17,6 +17,7 @@ from tests.train_helpers import REPO, env, make_pairs, read_events
 
 STEPS = 8
 CROP = 32
+FEATURES = {"feature-weight": 1}
 
 
 def _flags(teacher, data_dir, out_dir, **overrides) -> list[str]:
@@ -44,13 +45,22 @@ def pairs_dir(tmp_path_factory):
     return make_pairs(tmp_path_factory.mktemp("pairs"), count=4, size=40)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted_run(generator_file, pairs_dir, tmp_path_factory):
+def _run(generator_file, pairs_dir, out_dir, **overrides) -> str:
     from tf_deraindrop import distill
 
-    out_dir = str(tmp_path_factory.mktemp("uninterrupted"))
-    assert distill.main(_flags(generator_file, pairs_dir, out_dir)) == 0
-    return out_dir
+    assert distill.main(_flags(generator_file, pairs_dir, str(out_dir), **overrides)) == 0
+    return str(out_dir)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(generator_file, pairs_dir, tmp_path_factory):
+    return _run(generator_file, pairs_dir, tmp_path_factory.mktemp("uninterrupted"))
+
+
+@pytest.fixture(scope="module")
+def feature_run(generator_file, pairs_dir, tmp_path_factory):
+    """As `uninterrupted_run`, with the feature term (`--feature-weight 1`)."""
+    return _run(generator_file, pairs_dir, tmp_path_factory.mktemp("features"), **FEATURES)
 
 
 # Data ----------------------------------------------------------------------------
@@ -157,6 +167,75 @@ def test_the_adversarial_term_trains_the_discriminator_on_cached_teacher_outputs
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
+# Feature distillation ---------------------------------------------------------------
+
+
+def test_features_are_the_maps_the_side_outputs_come_from_and_leave_call_unchanged():
+    import keras
+    from keras import ops
+
+    from tf_deraindrop.models import Generator, LiteGenerator
+
+    keras.utils.set_random_seed(1)
+    image = np.random.default_rng(1).random((2, 32, 48, 3)).astype("float32")
+    teacher, student = Generator(), LiteGenerator.from_preset("nano")
+    sides = {  # how each model makes S_quarter and S_half from its maps
+        teacher: (teacher.outframe1, teacher.outframe2, lambda x, k: 0.0),
+        student: (student.side_quarter, student.side_half, lambda x, k: ops.average_pool(x, k, k)),
+    }
+    channels = {teacher: (256, 128), student: (student.width, student.half_filters)}
+    for model, (side_quarter, side_half, pooled) in sides.items():
+        model.build((None, None, None, 3))
+        result = model(image)
+        features, again = model.features(image, with_result=True)
+        assert sorted(features) == ["half", "quarter"]
+        assert tuple(features["quarter"].shape) == (2, 8, 12, channels[model][0])
+        assert tuple(features["half"].shape) == (2, 16, 24, channels[model][1])
+        assert all(f.dtype == "float32" for f in features.values())
+        for key in ("attention", "outputs"):  # the same pass as call, to the bit
+            for a, b in zip(result[key], again[key], strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        remade = [
+            side_quarter(features["quarter"]) + pooled(image, 4),
+            side_half(features["half"]) + pooled(image, 2),
+        ]
+        for made, output in zip(remade, result["outputs"][:2]):
+            np.testing.assert_allclose(np.asarray(made), np.asarray(output), atol=1e-5)
+        alone = model.features(image)
+        np.testing.assert_array_equal(np.asarray(alone["half"]), np.asarray(features["half"]))
+
+
+def test_the_feature_term_trains_the_adapters_and_the_student_on_a_fixed_batch():
+    import keras
+
+    from tf_deraindrop.models import Generator, LiteGenerator
+    from tf_deraindrop.training.distill import Distiller, FeatureAdapters
+
+    keras.utils.set_random_seed(0)
+    teacher = Generator()
+    teacher.build((None, None, None, 3))
+    student = LiteGenerator.from_preset("nano")
+    adapters = FeatureAdapters.between(student, teacher)
+    assert adapters.channels == {"half": (12, 128), "quarter": (24, 256)}
+    batch = {"rainy": np.random.default_rng(0).random((3, 24, 24, 3)).astype("float32")}
+    before = [np.array(w) for w in adapters.get_weights()]
+    model = Distiller(student, teacher, adapters=adapters)
+    # Only the feature term: it alone must move the student.
+    model.compile(
+        keras.optimizers.Adam(3e-3), attention_weight=0, lambdas=(0, 0, 0), feature_weight=1
+    )
+    student_before = [np.array(w) for w in student.get_weights()]
+    first = model.train_on_batch(batch, return_dict=True)
+    for _ in range(15):
+        model.train_on_batch(batch, return_dict=True)
+    model.reset_metrics()
+    last = model.train_on_batch(batch, return_dict=True)
+    assert last["feature"] < 0.5 * first["feature"], (first, last)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, adapters.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
+    assert model.checkpoint().adapters is adapters  # resumed with the run
+
+
 # CLI runs --------------------------------------------------------------------------
 
 
@@ -180,18 +259,37 @@ def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
     assert os.path.isfile(os.path.join(out, "samples", "latest.png"))
 
 
+def test_feature_run_records_and_logs_the_term_and_exports_the_bare_student(feature_run):
+    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.models import LiteGenerator
+
+    record = json.load(open(os.path.join(feature_run, "config.json")))
+    assert record["config"]["feature_weight"] == 1
+    assert record["resolved"]["feature_maps"] == {"half": [12, 128], "quarter": [24, 256]}
+    events = read_events(os.path.join(feature_run, "logs"))
+    assert "loss/feature" in events and "loss/distill" in events, sorted(events)
+    student = load_generator(os.path.join(feature_run, "generator.keras"))
+    bare = LiteGenerator.from_preset("nano")
+    bare.build((None, None, None, 3))
+    assert type(student) is LiteGenerator and student.count_params() == bare.count_params()
+
+
+@pytest.mark.parametrize(
+    "reference, overrides", [("uninterrupted_run", {}), ("feature_run", FEATURES)]
+)
 def test_resume_after_kill_9_matches_the_uninterrupted_run(
-    generator_file, pairs_dir, uninterrupted_run, tmp_path
+    generator_file, pairs_dir, reference, overrides, request, tmp_path
 ):
     import tensorflow as tf
 
     from tf_deraindrop import distill
 
+    uninterrupted_run = request.getfixturevalue(reference)
     out_dir = str(tmp_path / "killed")
     index = os.path.join(out_dir, "checkpoints", "checkpoint")
     command = [sys.executable, "-m", "tf_deraindrop.distill"]
     process = subprocess.Popen(
-        command + _flags(generator_file, pairs_dir, out_dir),
+        command + _flags(generator_file, pairs_dir, out_dir, **overrides),
         cwd=REPO,
         env=env(),
         stdout=subprocess.DEVNULL,
@@ -210,9 +308,11 @@ def test_resume_after_kill_9_matches_the_uninterrupted_run(
     killed_at = int(tf.train.latest_checkpoint(os.path.dirname(index)).rsplit("-", 1)[1])
     assert 0 < killed_at < STEPS
 
+    # Resumed without the flags: config.json brings them back (--feature-weight included).
     assert distill.main(_flags(generator_file, pairs_dir, out_dir)) == 0
     record = json.load(open(os.path.join(out_dir, "config.json")))
     assert record["resolved"]["resumed_from_step"] == killed_at
+    assert record["config"]["feature_weight"] == overrides.get("feature-weight", 0)
 
     def values(folder):
         reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(f"{folder}/checkpoints"))
@@ -223,6 +323,18 @@ def test_resume_after_kill_9_matches_the_uninterrupted_run(
     assert resumed.keys() == uninterrupted.keys()
     assert int(resumed["global_step/.ATTRIBUTES/VARIABLE_VALUE"]) == STEPS
     assert any("optimizer" in n for n in resumed)
+    if overrides:  # the adapters are in the checkpoints and resumed exactly
+        from tf_deraindrop.training.distill import FeatureAdapters
+
+        restored = []
+        for folder in (out_dir, uninterrupted_run):
+            adapters = FeatureAdapters({"half": (12, 128), "quarter": (24, 256)})
+            adapters.build()  # random weights: two runs' differ unless both are read
+            prefix = tf.train.latest_checkpoint(os.path.join(folder, "checkpoints"))
+            tf.train.Checkpoint(adapters=adapters).read(prefix).expect_partial()
+            restored.append(adapters.get_weights())
+        for a, b in zip(*restored, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for name in resumed:
         np.testing.assert_allclose(
             resumed[name], uninterrupted[name], rtol=1e-5, atol=1e-6, err_msg=name
@@ -287,4 +399,6 @@ def test_bad_teacher_empty_folder_and_unreadable_video_exit_2_naming_them(
     assert str(footage / "broken.mp4") in message and "Traceback" not in message
 
     assert "--crop-size" in error(*_flags(generator_file, pairs_dir, out, **{"crop-size": 30}))
+    message = error(*_flags(generator_file, pairs_dir, out, **FEATURES), "--cache-teacher")
+    assert "--feature-weight" in message and "--cache-teacher" in message
     assert not os.path.isdir(os.path.join(out, "checkpoints"))

@@ -53,6 +53,8 @@ _HELP = {
     "vgg_weights": "VGG16 weights for the perceptual term",
     "gan_weight": "weight of the adversarial term (0: no discriminator)",
     "d_lr": "discriminator learning rate",
+    "feature_weight": "weight of the feature term: the student's maps at 1/4 and 1/2 size, through "
+    "learned 1x1 adapters, against the teacher's (0: off; not with --cache-teacher)",
     "cache_teacher": "compute the teacher on whole frames once and cache it (else per crop)",
     "teacher_precision": "teacher on the fly: auto (bfloat16 where the CPU has it), float32, ...",
     "log_every": "steps between TensorBoard scalars",

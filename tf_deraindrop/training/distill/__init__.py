@@ -2,7 +2,8 @@
 
 The teacher (the full generator, from `gen.pkl` or a `.keras` file) labels
 rainy frames; the student learns its outputs, its attention maps and, with
-Raindrop-layout pairs, the ground truth (`model.Distiller`). Teacher outputs
+Raindrop-layout pairs, the ground truth (`model.Distiller`); optionally its
+intermediate feature maps through learned 1x1 adapters. Teacher outputs
 are computed on the fly on each crop (in the teacher's precision,
 `mixed_bfloat16` where the CPU has bfloat16 instructions), or once per frame
 on whole frames and cached on disk (`cache_teacher`); validation frames are
@@ -18,6 +19,7 @@ Where things are:
 - `teacher.py`: the teacher loaded, in a faster precision, or cached (`TeacherCache`).
 - `inputs.py`: `DistillInputs` (frames checked once) and the per-epoch `CropStream`.
 - `model.py`: `Distiller`, the student and teacher with their `train_step`.
+- `features.py`: `FeatureAdapters`, the learned 1x1 maps of the optional feature term.
 - `callbacks.py`: validation against the teacher, panels, progress.
 - `run.py`: `distill()`, one run, built on `tf_deraindrop.training`'s parts.
 
@@ -39,6 +41,7 @@ _MODULES = {
     "teacher": ("TeacherCache", "load_teacher", "teacher_in"),
     "inputs": ("CropStream", "DistillInputs", "epoch_seed"),
     "model": ("TERMS", "Distiller"),
+    "features": ("FeatureAdapters", "feature_channels"),
     "callbacks": ("DistillLogger", "DistillProgress", "Validation"),
     "run": ("DistillResult", "build_distiller", "distill", "main_errors"),
 }

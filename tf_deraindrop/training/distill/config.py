@@ -45,6 +45,7 @@ class DistillConfig:
     vgg_weights: str = "imagenet"
     gan_weight: float = 0.0
     d_lr: float = 2e-4
+    feature_weight: float = 0.0
     # Teacher.
     cache_teacher: bool = False
     teacher_precision: str = "auto"
@@ -79,6 +80,15 @@ class DistillConfig:
         need(len(self.lambdas) == 3, "lambdas", "needs three weights (1/4, 1/2, full size).")
         for name in ("attention_weight", "gt_weight", "perceptual_weight", "gan_weight"):
             need(getattr(self, name) >= 0, name, "must be zero or more.")
+        need(self.feature_weight >= 0, "feature_weight", "must be zero or more.")
+        need(
+            not (self.feature_weight and self.cache_teacher),
+            "feature_weight",
+            "cannot be combined with --cache-teacher: the cache would have to hold the "
+            "teacher's feature maps (the full generator's: 256 channels at 1/4 size, 128 at 1/2; "
+            "33 MB per 480 x 720 frame in float16, about 10x its cached outputs). Leave out "
+            "--cache-teacher (the teacher then runs on the fly) or set --feature-weight 0.",
+        )
         choices = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
         need(
             self.teacher_precision in choices, "teacher_precision", f"one of {', '.join(choices)}."
@@ -104,4 +114,4 @@ class DistillConfig:
     def loss_weights(self) -> dict[str, Any]:
         """The loss weights, as `Distiller.compile` takes them."""
         names = ("theta", "lambdas", "attention_weight", "gt_weight", "perceptual_weight")
-        return {name: getattr(self, name) for name in (*names, "gan_weight")}
+        return {name: getattr(self, name) for name in (*names, "gan_weight", "feature_weight")}

@@ -7,6 +7,8 @@
 * the student's attention maps `A_1..A_N` against the teacher's final map
   `A_N`, with the paper's theta weighting (`losses.attention_loss`, the
   teacher's map standing where the paper has the binary mask);
+* optionally the student's intermediate feature maps, through learned 1x1
+  adapters, against the teacher's (`feature_weight`, `features.py`);
 * with Raindrop-layout pairs, the paper's multi-scale loss against the
   ground truth as well (`gt_weight`);
 * optionally the perceptual (VGG16) term against the teacher's output and a
@@ -28,7 +30,9 @@ from keras import ops
 from tf_deraindrop import losses
 
 #: Losses `train_step` reports (those that apply to the run).
-TERMS = ("distill", "attention", "ground_truth", "perceptual", "g_adversarial", "total")
+TERMS = (
+    "distill", "attention", "feature", "ground_truth", "perceptual", "g_adversarial", "total",
+)  # fmt: skip
 
 
 def _l1(a, b):
@@ -46,13 +50,16 @@ class Distiller(keras.Model):
         teacher: the frozen teacher, or None when every batch brings cached outputs.
         discriminator: a `Discriminator` for the adversarial term, or None.
         perceptual: a `losses.PerceptualLoss`, or None.
+        adapters: the `FeatureAdapters` of the feature term (with a teacher), or None.
 
     Example:
         >>> distiller = Distiller(LiteGenerator(), teacher)  # doctest: +SKIP
         >>> distiller.compile(keras.optimizers.Adam(1e-3))  # doctest: +SKIP
     """
 
-    def __init__(self, student, teacher=None, discriminator=None, perceptual=None, **kwargs):
+    def __init__(
+        self, student, teacher=None, discriminator=None, perceptual=None, adapters=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.generator = student
         self.teacher = teacher
@@ -60,6 +67,7 @@ class Distiller(keras.Model):
             teacher.trainable = False
         self.discriminator = discriminator
         self.perceptual = perceptual
+        self.adapters = adapters
         self.global_step = keras.Variable(0, dtype="int64", trainable=False, name="step")
         self.trackers: dict[str, keras.metrics.Mean] = {}
 
@@ -74,6 +82,7 @@ class Distiller(keras.Model):
         gt_weight: float = 1.0,
         perceptual_weight: float = 0.0,
         gan_weight: float = 0.0,
+        feature_weight: float = 0.0,
         paired: bool = False,
     ):
         """Sets the optimizers and the loss weights."""
@@ -83,17 +92,20 @@ class Distiller(keras.Model):
         self.attention_weight, self.gt_weight = float(attention_weight), float(gt_weight)
         self.perceptual_weight = float(perceptual_weight) if self.perceptual else 0.0
         self.gan_weight = float(gan_weight) if self.discriminator is not None else 0.0
+        self.feature_weight = float(feature_weight) if self.adapters is not None else 0.0
         self.paired = bool(paired)
         names = ["distill", "attention", "total"]
         if self.paired:
             names.insert(2, "ground_truth")
+        if self.feature_weight:
+            names.insert(-1, "feature")
         if self.perceptual_weight:
             names.insert(-1, "perceptual")
         if self.gan_weight:
             names[-1:-1] = ["g_adversarial", "d_adversarial"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.generator.build((None, None, None, 3))
-        self.g_optimizer.build(self.generator.trainable_variables)
+        self.g_optimizer.build(self.student_variables())
         if self.gan_weight:
             # A symbolic call creates every layer; build() leaves them to the
             # first call, and the optimizer must know all the variables now.
@@ -110,51 +122,91 @@ class Distiller(keras.Model):
     def call(self, inputs, training=None):
         return self.generator(inputs, training=training)
 
+    def student_variables(self) -> list:
+        """What the student's optimizer trains: the student, and the feature term's adapters."""
+        variables = list(self.generator.trainable_variables)
+        if self.feature_weight:
+            variables += self.adapters.trainable_variables
+        return variables
+
     def teacher_targets(self, data):
-        """`([T_quarter, T_half, T_out], T_attention)`: cached, or the teacher's now."""
+        """`([T_quarter, T_half, T_out], T_attention, features)`: cached, or the teacher's now.
+
+        `features` (the teacher's feature maps) is None without the feature term.
+        """
         if "t_out" in data:
-            return [data["t_quarter"], data["t_half"], data["t_out"]], data["t_attention"]
-        result = self.teacher(data["rainy"], training=False)
+            if self.feature_weight:
+                raise ValueError("the feature term needs the teacher on the fly, not a cache")
+            outputs = [data["t_quarter"], data["t_half"], data["t_out"]]
+            return outputs, data["t_attention"], None
+        features = None
+        if self.feature_weight:
+            features, result = self.teacher.features(data["rainy"], with_result=True)
+            features = {name: ops.stop_gradient(value) for name, value in features.items()}
+        else:
+            result = self.teacher(data["rainy"], training=False)
         outputs = [ops.stop_gradient(ops.cast(o, "float32")) for o in result["outputs"]]
-        return outputs, ops.stop_gradient(ops.cast(result["attention"][-1], "float32"))
+        attention = ops.stop_gradient(ops.cast(result["attention"][-1], "float32"))
+        return outputs, attention, features
+
+    def _student(self, rainy):
+        """The student's result and, with the feature term, its feature maps (one pass)."""
+        if self.feature_weight:
+            features, result = self.generator.features(rainy, with_result=True)
+            return result, features
+        return self.generator(rainy, training=True), None
+
+    def _discriminator_step(self, rainy, real):
+        """One step of the discriminator, the teacher's outputs taken as real; its loss."""
+        with tf.GradientTape() as d_tape:
+            fake = ops.stop_gradient(self.generator(rainy, training=True)["outputs"][-1])
+            real_logit = self.discriminator(real, training=True)["logit"]
+            fake_logit = self.discriminator(fake, training=True)["logit"]
+            d_loss = ops.mean(losses.discriminator_adversarial_loss(real_logit, fake_logit))
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
+        return d_loss
+
+    def _student_loss(self, data, result, targets, target_attention) -> tuple:
+        """`(total, terms)`: the per-example loss of the student's result, and its terms."""
+        outputs = result["outputs"]
+        distill = sum(lam * _l1(s, t) for lam, s, t in zip(self.lambdas, outputs, targets))
+        attention = losses.attention_loss(result["attention"], target_attention, self.theta)
+        terms = {"distill": distill, "attention": attention}
+        if self.paired:
+            gt = losses.multiscale_loss(outputs, data["clean"], self.lambdas)
+            terms["ground_truth"] = gt * data["has_clean"]
+        if self.perceptual_weight:
+            terms["perceptual"] = self.perceptual(outputs[-1], targets[-1])
+        if self.gan_weight:
+            logit = self.discriminator(outputs[-1], training=True)["logit"]
+            terms["g_adversarial"] = losses.generator_adversarial_loss(logit)
+        weights = {
+            "distill": 1.0,
+            "attention": self.attention_weight,
+            "ground_truth": self.gt_weight,
+            "perceptual": self.perceptual_weight,
+            "g_adversarial": self.gan_weight,
+        }
+        total = sum(weights[name] * value for name, value in terms.items())
+        return total, terms
 
     def train_step(self, data):
         data, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # train_on_batch packs (x,)
         rainy = data["rainy"]
-        targets, target_attention = self.teacher_targets(data)
+        targets, target_attention, target_features = self.teacher_targets(data)
         terms = {}
         if self.gan_weight:
-            with tf.GradientTape() as d_tape:
-                fake = ops.stop_gradient(self.generator(rainy, training=True)["outputs"][-1])
-                real_logit = self.discriminator(targets[-1], training=True)["logit"]
-                fake_logit = self.discriminator(fake, training=True)["logit"]
-                d_loss = ops.mean(losses.discriminator_adversarial_loss(real_logit, fake_logit))
-            d_vars = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
-            terms["d_adversarial"] = d_loss
+            terms["d_adversarial"] = self._discriminator_step(rainy, targets[-1])
+        variables = self.student_variables()
         with tf.GradientTape() as tape:
-            result = self.generator(rainy, training=True)
-            outputs = result["outputs"]
-            distill = sum(lam * _l1(s, t) for lam, s, t in zip(self.lambdas, outputs, targets))
-            attention = losses.attention_loss(result["attention"], target_attention, self.theta)
-            total = distill + self.attention_weight * attention
-            terms.update(distill=distill, attention=attention)
-            if self.paired:
-                gt = losses.multiscale_loss(outputs, data["clean"], self.lambdas)
-                gt = gt * data["has_clean"]
-                total = total + self.gt_weight * gt
-                terms["ground_truth"] = gt
-            if self.perceptual_weight:
-                perceptual = self.perceptual(outputs[-1], targets[-1])
-                total = total + self.perceptual_weight * perceptual
-                terms["perceptual"] = perceptual
-            if self.gan_weight:
-                logit = self.discriminator(outputs[-1], training=True)["logit"]
-                adversarial = losses.generator_adversarial_loss(logit)
-                total = total + self.gan_weight * adversarial
-                terms["g_adversarial"] = adversarial
+            result, features = self._student(rainy)
+            total, student_terms = self._student_loss(data, result, targets, target_attention)
+            terms.update(student_terms)
+            if self.feature_weight:
+                terms["feature"] = self.adapters.loss(features, target_features)
+                total = total + self.feature_weight * terms["feature"]
             loss = ops.mean(total)
-        variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.global_step.assign_add(1)
         terms["total"] = total
@@ -165,7 +217,7 @@ class Distiller(keras.Model):
         return logs
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """What a resumed run needs: student, optimizer(s), step (not the teacher)."""
+        """What a resumed run needs: student, optimizer(s), step, adapters (not the teacher)."""
         parts = {
             "generator": self.generator,
             "optimizer": self.g_optimizer,
@@ -173,4 +225,6 @@ class Distiller(keras.Model):
         }
         if self.gan_weight:
             parts.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
+        if self.feature_weight:
+            parts["adapters"] = self.adapters
         return tf.train.Checkpoint(**parts)

@@ -41,19 +41,27 @@ class DistillResult:
 
 
 def build_distiller(config: DistillConfig, paired: bool, teacher) -> Distiller:
-    """The compiled `Distiller`: a new student, and a discriminator / VGG16 if weighted.
+    """The compiled `Distiller`: a new student, and a discriminator / VGG16 / adapters if weighted.
 
     Args:
         teacher: the teacher run on the fly, or None when the batches bring its outputs.
 
     Raises:
-        DistillError: the VGG16 weights of the perceptual term cannot be had.
+        DistillError: the VGG16 weights of the perceptual term cannot be had, or the
+            feature term is asked for without a teacher on the fly.
     """
     from tf_deraindrop.models import Discriminator, LiteGenerator
     from tf_deraindrop.training.build import learning_rate
     from tf_deraindrop.training.distribute import precision_policy
 
     student = LiteGenerator.from_preset(config.preset)
+    adapters = None
+    if config.feature_weight:
+        if teacher is None:
+            raise DistillError("--feature-weight: needs the teacher on the fly, not cached")
+        from tf_deraindrop.training.distill.features import FeatureAdapters
+
+        adapters = FeatureAdapters.between(student, teacher)  # the student built first
     discriminator = d_optimizer = None
     if config.gan_weight:
         with precision_policy("float32"):
@@ -67,7 +75,7 @@ def build_distiller(config: DistillConfig, paired: bool, teacher) -> Distiller:
             perceptual = PerceptualLoss(weights=config.vgg_weights)
         except VGGWeightsError as err:
             raise DistillError(f"--vgg-weights {config.vgg_weights}: {err}") from err
-    model = Distiller(student, teacher, discriminator, perceptual)
+    model = Distiller(student, teacher, discriminator, perceptual, adapters)
     optimizer = keras.optimizers.Adam(learning_rate(config.lr, config), name="adam")
     model.compile(optimizer, d_optimizer, paired=paired, **config.loss_weights())
     return model
@@ -84,9 +92,10 @@ def _restore(model: Distiller, checkpoint_dir: str) -> int:
     return int(model.global_step.numpy())
 
 
-def _record(config, inputs: DistillInputs, teacher, student, outputs: str, start: int) -> dict:
+def _record(config, inputs: DistillInputs, teacher, model, outputs: str, start: int) -> dict:
     """The run's `config.json`: the settings and what was derived from them."""
-    return {
+    student = model.generator
+    record = {
         "config": config.to_dict(),
         "resolved": {
             "training_frames": len(inputs.train_examples),
@@ -101,6 +110,9 @@ def _record(config, inputs: DistillInputs, teacher, student, outputs: str, start
             "keras": keras.__version__,
         },
     }
+    if model.feature_weight:  # name: [student channels, teacher channels]
+        record["resolved"]["feature_maps"] = model.adapters.get_config()["channels"]
+    return record
 
 
 class _RunCallbacks:
@@ -187,7 +199,7 @@ def distill(config: DistillConfig, verbose: str | int = "auto") -> DistillResult
         manager = tf.train.CheckpointManager(
             model.checkpoint(), checkpoint_dir, max_to_keep=config.keep_checkpoints
         )
-        record = _record(config, inputs, teacher, model.generator, outputs, start)
+        record = _record(config, inputs, teacher, model, outputs, start)
         write_json_atomic(os.path.join(out, "config.json"), record)
         schedule = Schedule(config.steps_per_epoch, config.steps)
         run = _RunCallbacks(config, inputs, teacher, manager, record, schedule.total_epochs)
