@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from export.frozen import FrozenGraph, consumers, copy_graph_def, freeze, tensor_name
+from export.range_limits import clip_output_range, saturated_ranges
 
 #: TF ops whose output TFLite quantizes with a scale of its own.
 _PRODUCERS = frozenset(
@@ -214,36 +215,6 @@ def record_ranges(
     return Ranges(values, len(samples), seconds, first, precision, cpu_seconds, first_cpu)
 
 
-#: Inputs beyond which an int8 LOGISTIC or TANH output no longer changes.
-#: Their outputs have fixed scales (1/256 and 1/128), so sigmoid saturates
-#: at its top step (255/256) from ln(255) = 5.5 on, tanh at 127/128 from
-#: atanh(127/128) = 2.8 on (and alike below): a range past +-8 and +-4 only
-#: coarsens the step.
-SATURATION = {"Sigmoid": 8.0, "Tanh": 4.0}
-
-
-def saturated_ranges(
-    frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]
-) -> dict[str, tuple[float, float]]:
-    """`ranges` with each tensor read only by sigmoids (tanhs) clipped to +-8 (+-4).
-
-    A gate's pre-activation in an untrained generator spans tens of units;
-    min/max calibration (the converter's) gives it a step of 0.2 where
-    everything past +-8 reaches the sigmoid as the same int8 value anyway.
-
-    Example:
-        >>> clipped = saturated_ranges(frozen, recorded.values)  # doctest: +SKIP
-    """
-    readers = consumers(frozen.graph_def)
-    clipped = dict(ranges)
-    for name, (low, high) in ranges.items():
-        ops = {node.op for node in readers.get(name, [])}
-        if len(ops) == 1 and next(iter(ops)) in SATURATION:
-            bound = SATURATION[next(iter(ops))]
-            clipped[name] = (max(low, -bound), min(high, bound))
-    return clipped
-
-
 def range_nodes(point: str) -> tuple[str, str]:
     """Names of the constants holding a point's min and max in `insert_fake_quant`'s graph."""
     node = point.split(":")[0]
@@ -331,7 +302,8 @@ def fixed_range_graph(
 
     The ranges are the min and max (as the converter's calibrator), those
     of the sigmoids' and tanhs' inputs clipped where the int8 output
-    saturates (`saturated_ranges`).
+    saturates (`saturated_ranges`), the derained image's cut to [0, 1]
+    (`clip_output_range`).
 
     Example:
         >>> graph, ranges = fixed_range_graph(generator, 480, 720, samples)  # doctest: +SKIP
@@ -339,4 +311,5 @@ def fixed_range_graph(
     """
     frozen = freeze(generator, height, width)
     ranges = record_ranges(frozen, samples, precision, progress=progress)
-    return FakeQuantGraph(frozen, saturated_ranges(frozen, ranges.values)), ranges
+    values = clip_output_range(frozen, saturated_ranges(frozen, ranges.values))
+    return FakeQuantGraph(frozen, values), ranges
