@@ -2,7 +2,9 @@
 
 In one process, round-robin, on the same batch of rainy crops: one training
 step of the student with cached teacher outputs, and with the teacher run on
-the crops in float32 and in mixed_bfloat16. Also the cost of filling the
+the crops in float32 and in mixed_bfloat16, each also with the feature term
+(`--feature-weight`: the teacher's and the student's feature maps, 1x1
+adapters; its cost does not depend on the weight). Also the cost of filling the
 cache (the teacher on one whole frame) and how far the bfloat16 teacher's
 output is from the float32 one (PSNR). From these: how many steps it takes
 for the cache to pay for itself.
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_deraindrop.training.distill import (
         CropStream,
         Distiller,
+        FeatureAdapters,
         FrameStore,
         find_examples,
         load_teacher,
@@ -79,10 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     bf16_psnr = psnr(bf16_out, cached["t_out"])
 
     models = {}
-    for name, t in [("cached", None), *teachers.items()]:
+    variants = [("cached", None, False), *((k, t, False) for k, t in teachers.items())]
+    variants += [(f"{k} + features", t, True) for k, t in teachers.items()]
+    for name, t, features in variants:
         keras.utils.set_random_seed(0)
-        model = Distiller(LiteGenerator.from_preset(args.preset), t)
-        model.compile(keras.optimizers.Adam(1e-3))
+        student = LiteGenerator.from_preset(args.preset)
+        adapters = FeatureAdapters.between(student, t) if features else None
+        model = Distiller(student, t, adapters=adapters)
+        model.compile(keras.optimizers.Adam(1e-3), feature_weight=float(features))
         data = cached if t is None else {"rainy": batch["rainy"]}
         step = tf.function(model.train_step)
         tensors = {k: tf.constant(v) for k, v in data.items()}
@@ -113,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("cached", "float32", "mixed_bfloat16"):
         label = key if key == "cached" else f"on the fly, {key}"
         say(f"| {label} | {med[key]:.3f} | {med[key] / med['cached']:.1f}x |")
+    say()
+    say("With the feature term (teacher on the fly; the cache cannot hold its maps):")
+    say()
+    say("| teacher | s per step, without | with features | x without |")
+    say("|---|---|---|---|")
+    for key in ("float32", "mixed_bfloat16"):
+        with_features = med[f"{key} + features"]
+        say(f"| {key} | {med[key]:.3f} | {with_features:.3f} | {with_features / med[key]:.2f}x |")
     fill = med["teacher, one whole frame"]
     say()
     say(f"Filling the cache: {fill:.3f} s per {h} x {w} frame (float32 teacher).")
