@@ -183,3 +183,74 @@ def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys, generator_file):
     assert tflite.main([*argv, "--quiet", "--min-psnr", "0", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "measured in TensorFlow" in printed and out.is_file()
+
+
+def _run(frozen, image) -> np.ndarray:
+    """The derained output of a frozen graph on one image."""
+    import tensorflow as tf
+
+    @tf.function
+    def run(x):
+        (out,) = tf.graph_util.import_graph_def(
+            frozen.graph_def, input_map={frozen.input: x}, return_elements=[frozen.outputs[0]]
+        )
+        return out
+
+    return run(tf.constant(image[None], tf.float32)).numpy()[0]
+
+
+def _int8_kernels(frozen):
+    """`frozen` with every biased convolution's kernel rounded as the converter stores it."""
+    import tensorflow as tf
+
+    from export.bias_correction import int8_kernel
+    from export.frozen import FrozenGraph, copy_graph_def
+
+    graph_def = copy_graph_def(frozen.graph_def)
+    nodes = {node.name: node for node in graph_def.node}
+    for node in graph_def.node:
+        kernel = nodes.get(node.input[1].split(":")[0]) if node.op == "Conv2D" else None
+        if kernel is not None and kernel.op == "Const":
+            value = tf.make_ndarray(kernel.attr["value"].tensor)
+            kernel.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(int8_kernel(value)))
+    return FrozenGraph(graph_def, frozen.input, frozen.outputs, frozen.height, frozen.width)
+
+
+def test_bias_correction_lowers_the_error_of_int8_kernels(frozen, samples, held_out):
+    from export.bias_correction import bias_corrected, bias_shifts
+
+    shifts = bias_shifts(frozen, samples)
+    assert shifts and all(np.all(np.isfinite(s)) for s in shifts.values())
+    reference = _run(frozen, held_out)
+    rounded = _run(_int8_kernels(frozen), held_out)
+    corrected = _run(_int8_kernels(bias_corrected(frozen, samples)), held_out)
+    plain_error = np.mean((rounded - reference) ** 2)
+    corrected_error = np.mean((corrected - reference) ** 2)
+    assert plain_error > 0
+    assert corrected_error < plain_error, (corrected_error, plain_error)
+
+
+def test_saturated_sums_clip_each_addend_only_where_the_int8_sum_cannot_change(frozen, samples):
+    from export.frozen import consumers, tensor_name
+    from export.range_limits import SATURATION, saturated_ranges
+
+    recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
+    clipped = saturated_ranges(frozen, recorded)
+    readers = consumers(frozen.graph_def)
+    checked = 0
+    for node in frozen.graph_def.node:
+        users = readers.get(node.name + ":0", [])
+        if node.op not in ("AddV2", "Add") or len(users) != 1 or users[0].op not in SATURATION:
+            continue
+        bound = SATURATION[users[0].op]
+        a, b = (tensor_name(name) for name in node.input[:2])
+        if a not in recorded or b not in recorded:
+            continue
+        for name, other in ((a, b), (b, a)):
+            (low, high), (new_low, new_high) = recorded[name], clipped[name]
+            assert low <= new_low <= new_high <= high
+            # Past the new bound the sum saturates whatever the other addend is.
+            assert new_high == high or new_high + recorded[other][0] >= bound - 1e-6
+            assert new_low == low or new_low + recorded[other][1] <= -bound + 1e-6
+            checked += new_high < high or new_low > low
+    assert checked > 0, "no LSTM gate addend was clipped: the test checks nothing"
