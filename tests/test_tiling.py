@@ -123,13 +123,18 @@ def _bounded(limit: int, max_pixels) -> subprocess.CompletedProcess:
 def test_phone_photo_is_derained_under_a_memory_limit():
     # 4000 x 3000 under an address-space limit of 3.5 GB (TensorFlow reserves
     # about 1.8 GB of address space beyond what it touches). With the
-    # default tiles it finishes; in one pass the same process runs out (the
-    # control, which shows that the limit bites).
+    # default tiles it finishes, at a fraction of a whole pass's peak memory.
     limit = 3584 * 1024**2
     proc = _bounded(limit, "default")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["shape"] == [3000, 4000, 3]
     assert report["std"] > 0
-    whole = _bounded(limit, None)
-    assert whole.returncode != 0, "a whole pass fit under the limit: the test no longer bites"
+    # The control: one pass over the whole photo, without the limit, needs far
+    # more memory. (Under the limit a whole pass sometimes squeezes in: when an
+    # allocation fails, malloc and oneDNN fall back to smaller arenas and
+    # scratchpads, so "it fails under the limit" is not a reliable control.)
+    whole = _bounded(64 * 1024**3, None)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    whole_report = json.loads(whole.stdout.strip().splitlines()[-1])
+    assert whole_report["peak_rss_kb"] > 1.5 * report["peak_rss_kb"], (whole_report, report)
