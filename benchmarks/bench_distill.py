@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import Report  # noqa: E402
+from benchmarks.bench_common import Report, tf_threads  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import keras
-    import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf = tf_threads(args.threads)
     from tf_deraindrop.metrics import psnr
     from tf_deraindrop.models import LiteGenerator
     from tf_deraindrop.training.distill import (

@@ -33,6 +33,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_common import tf_threads  # noqa: E402
+
 PER_FRAME, CARRIED = "frame by frame", "state carried"
 
 
@@ -167,10 +169,7 @@ def parse(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf_threads(args.threads)
     from tf_deraindrop.images import read_image
     from tf_deraindrop.inference import load_generator, pad_to_multiple
     from tf_deraindrop.models import LiteGenerator

@@ -42,7 +42,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import Report  # noqa: E402
+from benchmarks.bench_common import Report, tf_threads  # noqa: E402
 
 PHOTOS = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
 
@@ -350,10 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         args.height, args.width, args.runs, args.warmup = 64, 96, 3, 1
         args.configs = "nano,small"
 
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf = tf_threads(args.threads)
     from tf_deraindrop.inference import load_generator
     from tf_deraindrop.weights import float32_generator
 
