@@ -19,6 +19,10 @@ to the op before them); not the outputs of ops that keep their input's scale
 fixed one (sigmoid, tanh); and the input image. A range is the min and max
 over every sample, widened to hold 0, as the converter's calibrator does.
 
+`calibrated` (and `fixed_range_graph`) first evens out the channels of
+every tensor whose scale can move between convolutions
+(`export.equalization`), in the same pass over the samples.
+
 Example:
     >>> frozen = freeze(generator, 480, 720)  # doctest: +SKIP
     >>> ranges = record_ranges(frozen, samples)  # doctest: +SKIP
@@ -31,12 +35,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from export.frozen import FrozenGraph, consumers, copy_graph_def, freeze, tensor_name
-from export.range_limits import clip_output_range, saturated_ranges
+from export.range_limits import clip_output_range, relu_sum_ranges, saturated_ranges
 
 #: TF ops whose output TFLite quantizes with a scale of its own.
 _PRODUCERS = frozenset(
@@ -121,6 +125,8 @@ class Ranges:
         first: the time of the first (TensorFlow optimizes the graph then).
         precision: `float32` or `bfloat16`.
         cpu_seconds, first_cpu: the same in CPU time (all threads of the process).
+        channels: per-channel `(min, max)` arrays of the tensors asked for
+            (`record_ranges(channels=...)`), for `export.equalization`.
     """
 
     values: dict[str, tuple[float, float]]
@@ -130,6 +136,7 @@ class Ranges:
     precision: str
     cpu_seconds: float = 0.0
     first_cpu: float = 0.0
+    channels: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def seconds_per_sample(self) -> float:
@@ -152,6 +159,7 @@ def record_ranges(
     precision: str = "auto",
     points: Sequence[str] | None = None,
     progress: bool = False,
+    channels: Sequence[str] = (),
 ) -> Ranges:
     """Min and max of every quantization point over `samples`, run in TensorFlow.
 
@@ -163,6 +171,8 @@ def record_ranges(
             `auto` (bfloat16 where the hardware runs it natively,
             `tf_deraindrop.precision.native_bfloat16`).
         points: the tensors (default `quantization_points(frozen)`).
+        channels: points whose min and max are also kept per channel (last
+            axis), in the same pass (`Ranges.channels`).
 
     Returns:
         `Ranges` (each widened to hold 0), with the time the samples took.
@@ -182,6 +192,8 @@ def record_ranges(
     if precision == "bfloat16":
         graph_def, dtype = _bfloat16_graph_def(graph_def), tf.bfloat16
 
+    per_channel = set(channels)
+
     @tf.function(input_signature=[tf.TensorSpec((1, frozen.height, frozen.width, 3), tf.float32)])
     def extremes(image):
         tensors = tf.graph_util.import_graph_def(
@@ -191,28 +203,34 @@ def record_ranges(
             name="record",
         )
         pairs = []
-        for t in tensors:
+        for name, t in zip(points, tensors):
             # Reduced in their own dtype (min and max of bfloat16 values are exact);
             # a ReLU's minimum is 0, so one pass over the tensor is enough.
-            low = tf.zeros((), t.dtype) if t.op.type in _NONNEGATIVE else tf.reduce_min(t)
-            pairs.append(tf.cast(tf.stack([low, tf.reduce_max(t)]), tf.float32))
-        return tf.stack(pairs)
+            axes = list(range(len(t.shape) - 1)) if name in per_channel else None
+            high = tf.reduce_max(t, axis=axes)
+            low = tf.zeros_like(high) if t.op.type in _NONNEGATIVE else tf.reduce_min(t, axis=axes)
+            pairs.append(tf.cast(tf.stack([low, high]), tf.float32))
+        return pairs
 
     extremes.get_concrete_function()  # trace outside the timed loop
-    low = np.full(len(points), np.inf)
-    high = np.full(len(points), -np.inf)
+    low: list = [np.inf] * len(points)
+    high: list = [-np.inf] * len(points)
     start, cpu_start = time.perf_counter(), time.process_time()
     first = first_cpu = 0.0
     for sample in tqdm(samples, desc="ranges", unit="sample", disable=not progress, leave=False):
-        found = extremes(np.asarray(sample, np.float32)[None]).numpy().astype(np.float64)
-        low, high = np.minimum(low, found[:, 0]), np.maximum(high, found[:, 1])
+        image = np.asarray(sample, np.float32)[None]
+        found = [pair.numpy().astype(np.float64) for pair in extremes(image)]
+        low = [np.minimum(lo, pair[0]) for lo, pair in zip(low, found)]
+        high = [np.maximum(hi, pair[1]) for hi, pair in zip(high, found)]
         first = first or time.perf_counter() - start
         first_cpu = first_cpu or time.process_time() - cpu_start
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     values = {
-        name: (float(min(lo, 0.0)), float(max(hi, 0.0))) for name, lo, hi in zip(points, low, high)
+        name: (float(min(np.min(lo), 0.0)), float(max(np.max(hi), 0.0)))
+        for name, lo, hi in zip(points, low, high)
     }
-    return Ranges(values, len(samples), seconds, first, precision, cpu_seconds, first_cpu)
+    kept = {name: (lo, hi) for name, lo, hi in zip(points, low, high) if name in per_channel}
+    return Ranges(values, len(samples), seconds, first, precision, cpu_seconds, first_cpu, kept)
 
 
 def range_nodes(point: str) -> tuple[str, str]:
@@ -290,6 +308,42 @@ class FakeQuantGraph:
         return derained, attention
 
 
+def calibrated(
+    frozen: FrozenGraph,
+    samples: Sequence[np.ndarray],
+    precision: str = "auto",
+    equalize: bool = True,
+    progress: bool = False,
+):
+    """`frozen` (channel-equalized if `equalize`) and its int8 ranges measured on `samples`.
+
+    The ranges are the min and max (as the converter's calibrator), those
+    of the sigmoids' and tanhs' inputs clipped where the int8 output
+    saturates (`saturated_ranges`), the addends of a ReLU'd sum cut where
+    the sum is 0 anyway (`relu_sum_ranges`), the derained image's cut to
+    [0, 1] (`clip_output_range`). With `equalize`, the channels of each tensor
+    that ReLUs, additions and convolutions allow are first brought to one
+    range (`export.equalization`; the float graph computes the same), in
+    the same pass over the samples.
+
+    Returns:
+        `(graph, values, recorded, scales)`: the graph to convert, its
+        ranges, the `Ranges` of the run and the equalization's scales
+        (empty without it).
+    """
+    if equalize:
+        from export.equalization import equalized_ranges
+
+        frozen, values, recorded, scales = equalized_ranges(
+            frozen, samples, precision, progress=progress
+        )
+    else:
+        recorded = record_ranges(frozen, samples, precision, progress=progress)
+        values, scales = recorded.values, []
+    values = relu_sum_ranges(frozen, saturated_ranges(frozen, values))
+    return frozen, clip_output_range(frozen, values), recorded, scales
+
+
 def fixed_range_graph(
     generator,
     height: int,
@@ -297,19 +351,17 @@ def fixed_range_graph(
     samples: Sequence[np.ndarray],
     precision: str = "auto",
     progress: bool = False,
+    equalize: bool = True,
 ) -> tuple[FakeQuantGraph, Ranges]:
     """The generator's export graph with int8 ranges measured on `samples` in TensorFlow.
 
-    The ranges are the min and max (as the converter's calibrator), those
-    of the sigmoids' and tanhs' inputs clipped where the int8 output
-    saturates (`saturated_ranges`), the derained image's cut to [0, 1]
-    (`clip_output_range`).
+    See `calibrated` for the ranges and `equalize`.
 
     Example:
         >>> graph, ranges = fixed_range_graph(generator, 480, 720, samples)  # doctest: +SKIP
         >>> write_saved_model(graph, "saved_model", 480, 720)  # doctest: +SKIP
     """
-    frozen = freeze(generator, height, width)
-    ranges = record_ranges(frozen, samples, precision, progress=progress)
-    values = clip_output_range(frozen, saturated_ranges(frozen, ranges.values))
-    return FakeQuantGraph(frozen, values), ranges
+    frozen, values, recorded, _ = calibrated(
+        freeze(generator, height, width), samples, precision, equalize, progress
+    )
+    return FakeQuantGraph(frozen, values), recorded

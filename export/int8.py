@@ -5,7 +5,9 @@ Three ways to the activation ranges, chosen by `export.tflite`'s flags:
 * `--calibrator converter`: the generator itself, with a representative
   dataset for the TFLite converter's calibrator;
 * `--calibrator tensorflow` (the default): the ranges measured in
-  TensorFlow and fixed in the graph (`export.calibrate`), no dataset;
+  TensorFlow and fixed in the graph (`export.calibrate`), no dataset,
+  after the channels of every tensor that allows it are brought to one
+  range (`export.equalization`);
 * with `--qat-steps N`: the same graph fine-tuned with int8 simulated
   first (`export.qat`).
 
@@ -80,7 +82,8 @@ def _fixed_ranges(generator, samples, progress: bool) -> tuple:
         graph,
         None,
         f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
-        f"{ranges.seconds_per_sample:.2f} s per sample",
+        f"{ranges.seconds_per_sample:.2f} s per sample, the channels of {len(ranges.channels)} "
+        "equalized",
     )
 
 

@@ -254,3 +254,25 @@ def test_saturated_sums_clip_each_addend_only_where_the_int8_sum_cannot_change(f
             assert new_low == low or new_low + recorded[other][1] <= -bound + 1e-6
             checked += new_high < high or new_low > low
     assert checked > 0, "no LSTM gate addend was clipped: the test checks nothing"
+
+
+def test_relu_sums_clip_an_addend_only_below_where_every_sum_is_zero(frozen, samples):
+    from export.frozen import consumers, tensor_name
+    from export.range_limits import relu_sum_ranges
+
+    recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
+    clipped = relu_sum_ranges(frozen, recorded)
+    readers = consumers(frozen.graph_def)
+    changed = [name for name in recorded if clipped[name] != recorded[name]]
+    # The image parts of both halves' first convolutions (shared by the recurrent steps).
+    assert "attentive_recurrent/BiasAdd:0" in changed and "autoencoder/BiasAdd:0" in changed
+    for name in changed:
+        (low, high), (new_low, new_high) = recorded[name], clipped[name]
+        assert new_high == high and low < new_low <= 0
+        for add in readers[name]:
+            # Every reader is a sum read only by a ReLU, and below the new
+            # bound that sum is negative whatever the other addend is.
+            assert add.op in ("AddV2", "Add")
+            assert [user.op for user in readers[add.name + ":0"]] == ["Relu"]
+            (other,) = [tensor_name(n) for n in add.input if tensor_name(n) != name]
+            assert new_low + recorded[other][1] <= 1e-6
