@@ -19,8 +19,12 @@ near 26 dB). Here the export graph is fine-tuned with int8 simulated:
   calibrated one. The ranges stay the calibrated ones (`saturated_ranges`):
   the straight-through gradients of `FakeQuantWithMinMaxVars` reach a range
   only from values clipped by it, so training could only widen it;
-* training starts from biases that take off the mean error of their
-  int8-rounded kernels on the calibration samples (`export.bias_correction`).
+* training starts from the channel-equalized graph
+  (`export.equalization`), with biases that take off the mean error of
+  their int8-rounded kernels on the calibration samples
+  (`export.bias_correction`);
+* the learning rate decays to 0 over the steps (cosine): at a constant
+  rate the last steps drift away from the best weights.
 
 The fine-tuning works on the frozen TF graph (`export.calibrate.freeze`),
 not on the Keras model: the Keras layers are left untouched, and what is
@@ -43,16 +47,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from export.bias_correction import bias_shifts, with_bias_shifts
-from export.calibrate import (
-    FakeQuantGraph,
-    insert_fake_quant,
-    quantization_points,
-    record_ranges,
-    saturated_ranges,
-)
+from export.calibrate import FakeQuantGraph, calibrated, insert_fake_quant, quantization_points
+from export.equalization import with_channel_scales
 from export.frozen import FrozenGraph, freeze
 from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups, with_weights
-from export.range_limits import clip_output_range
 from export.samples import at_export_scale, random_crops
 
 #: Defaults of `fine_tune` (and `export.tflite --qat-*`).
@@ -107,7 +105,9 @@ class _Adam:
         import tensorflow as tf
 
         self.variables = variables
-        self.lr, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
+        #: A variable: `fine_tune` lowers it over the steps (cosine decay).
+        self.lr = tf.Variable(float(learning_rate), trainable=False)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.t = tf.Variable(0.0, trainable=False)
@@ -138,6 +138,7 @@ def fine_tune(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     feature_weight: float = DEFAULT_FEATURE_WEIGHT,
     seed: int = 0,
+    equalize: bool = True,
     progress: bool = False,
 ) -> tuple[FakeQuantGraph, QatReport]:
     """Fine-tunes the generator's export graph with int8 simulated; returns it with its ranges.
@@ -153,7 +154,8 @@ def fine_tune(
         crop: side of the square training crops (a multiple of 4; at most
             the export size).
         batch: crops per step.
-        learning_rate: Adam's step for the weights.
+        learning_rate: Adam's first step for the weights, lowered to 0 over
+            the steps (cosine decay).
         feature_weight: weight of the loss on every quantized tensor against
             its float value (in units of its range), next to the output's.
         seed: crops and flips.
@@ -175,9 +177,9 @@ def fine_tune(
     if crop < 8 or crop % 4:
         raise ValueError(f"crop must be a multiple of 4 and at least 8, got {crop}")
 
-    full = freeze(generator, height, width)
-    ranges = record_ranges(full, calibration_samples)
-    values = clip_output_range(full, saturated_ranges(full, ranges.values))
+    full, values, ranges, scales = calibrated(
+        freeze(generator, height, width), calibration_samples, equalize=equalize
+    )
     report = QatReport(steps, 0.0, crop=crop, batch=batch)
     report.calibration_seconds = ranges.seconds
     if steps == 0:
@@ -188,14 +190,17 @@ def fine_tune(
     # correction undid what training had learned: -1 dB on a trained one.)
     shifts = bias_shifts(full, calibration_samples)
     full = with_bias_shifts(full, shifts)
-    train = freeze(generator, crop, crop, batch)
+    train = with_channel_scales(freeze(generator, crop, crop, batch), scales)
     start_graph = with_bias_shifts(train, shifts)
     training = _Int8Training(train, values, batch, learning_rate, feature_weight, start_graph)
     report.weights = len(training.weights)
     images = [at_export_scale(image, height, width) for image in images]
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="qat", unit="step", disable=not progress, leave=False):
+    for step in tqdm(range(steps), desc="qat", unit="step", disable=not progress, leave=False):
+        # Cosine decay to 0: at a constant step, the last steps wander off
+        # (the loss rose again after 100 steps at 1e-5).
+        training.optimizer.lr.assign(learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps)))
         crops = random_crops(images, crop, batch, rng)
         report.losses.append(float(training.step(crops)))
     report.seconds = time.perf_counter() - start
