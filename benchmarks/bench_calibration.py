@@ -11,7 +11,11 @@ trained one with `--weights`, and He-initialised random weights unless
 * tensorflow: `export.calibrate` (ranges in TensorFlow, fake-quant nodes,
   converted without a dataset), with the ranges measured in bfloat16 (where
   the CPU has it) and, for CPUs without, in float32; per sample after the
-  first (whose call also optimizes the graph). "export" is the whole
+  first (whose call also optimizes the graph). The bfloat16 rows build up
+  to what the export does: "min/max" (the converter's ranges), "limits"
+  (`export.range_limits`: saturated sigmoid/tanh inputs, ReLU'd sums, the
+  output's [0, 1]), then with channel equalization (`export.equalization`,
+  measured in the same pass): the export's default, as is the float32 row. "export" is the whole
   conversion, SavedModel to `.tflite` bytes, either way. Wall time and the
   process's CPU time are both given: on a loaded machine, two threads that
   wait for each other at every op (TensorFlow) lose more wall time than one
@@ -102,27 +106,31 @@ def main() -> None:
         per_sample, cpu = dataset.seconds_per_sample, dataset.cpu_seconds_per_sample
         rows.append(("converter", per_sample, cpu, total, reference))
 
-        for precision in ("bfloat16", "float32"):
+        variants = [  # (row, precision, ranges as the export makes them, equalize)
+            ("tensorflow bfloat16, min/max", "bfloat16", False, False),
+            ("tensorflow bfloat16, limits", "bfloat16", True, False),
+            ("tensorflow bfloat16", "bfloat16", True, True),
+            ("tensorflow float32", "float32", True, True),
+        ]
+        for name, precision, limits, equalize in variants:
             if precision == "bfloat16" and not native_bfloat16()[0]:
                 continue
             start = time.perf_counter()
             frozen = calibrate.freeze(generator, h, w)
-            ranges = calibrate.record_ranges(frozen, samples, precision)
-            graph = calibrate.FakeQuantGraph(frozen, ranges.values)
-            saved = os.path.join(work, f"fixed_{precision}")
-            write_saved_model(graph, saved, h, w)
+            if limits:
+                frozen, values, ranges, _ = calibrate.calibrated(
+                    frozen, samples, precision, equalize
+                )
+            else:
+                ranges = calibrate.record_ranges(frozen, samples, precision)
+                values = ranges.values
+            saved = os.path.join(work, "fixed")
+            write_saved_model(calibrate.FakeQuantGraph(frozen, values), saved, h, w)
             model = convert(saved, "int8")
             total = time.perf_counter() - start
             assert not float_ops(model)
-            rows.append(
-                (
-                    f"tensorflow {precision}",
-                    ranges.seconds_per_sample,
-                    ranges.cpu_seconds_per_sample,
-                    total,
-                    model,
-                )
-            )
+            per_sample, cpu = ranges.seconds_per_sample, ranges.cpu_seconds_per_sample
+            rows.append((name, per_sample, cpu, total, model))
 
         report.section(f"{label}:")
         base, base_cpu = rows[0][1], rows[0][2]
@@ -130,7 +138,7 @@ def main() -> None:
             scores = common.tflite_psnr(model, work, generator, [*held_out, *samples], threads=2)
             held, seen = scores[: len(held_out)], scores[len(held_out) :]
             report.say(
-                f"  {name:<20} {per_sample:6.2f} s per sample ({base / per_sample:5.1f}x), "
+                f"  {name:<30} {per_sample:6.2f} s per sample ({base / per_sample:5.1f}x), "
                 f"CPU {cpu:6.2f} s ({base_cpu / cpu:5.1f}x), export {total:6.1f} s; "
                 f"int8 vs float PSNR held-out {held[0]:.2f} dB, "
                 f"calibration samples {min(seen):.2f}-{max(seen):.2f} dB"
