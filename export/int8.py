@@ -82,9 +82,15 @@ def _fixed_ranges(generator, samples, progress: bool) -> tuple:
         graph,
         None,
         f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
-        f"{ranges.seconds_per_sample:.2f} s per sample, the channels of {len(ranges.channels)} "
-        "equalized",
+        f"{ranges.seconds_per_sample:.2f} s per sample; {_equalization(graph.scales)}",
     )
+
+
+def _equalization(scales) -> str:
+    if not scales:
+        return "channels not equalized (closer to float without, simulated in int8)"
+    tensors = sum(len(group.tensors) for group, _ in scales)
+    return f"channels equalized in {len(scales)} groups of tensors ({tensors} tensors)"
 
 
 def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress: bool):

@@ -19,8 +19,9 @@ near 26 dB). Here the export graph is fine-tuned with int8 simulated:
   calibrated one. The ranges stay the calibrated ones (`saturated_ranges`):
   the straight-through gradients of `FakeQuantWithMinMaxVars` reach a range
   only from values clipped by it, so training could only widen it;
-* training starts from the channel-equalized graph
-  (`export.equalization`), with biases that take off the mean error of
+* training starts from the channel-equalized graph where equalization
+  brings the int8 graph closer to float (`export.calibrate.calibrated`),
+  with biases that take off the mean error of
   their int8-rounded kernels on the calibration samples
   (`export.bias_correction`);
 * the learning rate decays to 0 over the steps (cosine): at a constant
@@ -72,6 +73,7 @@ class QatReport:
         crop, batch: the training crops.
         weights: trained weight tensors (after tying the recurrent steps').
         calibration_seconds: time of the ranges.
+        equalized: whether training started from the channel-equalized graph.
     """
 
     steps: int
@@ -81,6 +83,7 @@ class QatReport:
     batch: int = DEFAULT_BATCH
     weights: int = 0
     calibration_seconds: float = 0.0
+    equalized: bool = False
 
     def loss_change(self, window: int = 20) -> tuple[float, float]:
         """Mean loss over the first and the last `window` steps."""
@@ -93,7 +96,8 @@ class QatReport:
         return (
             f"quantization-aware fine-tuning: {self.steps} steps of {self.batch} x "
             f"{self.crop}x{self.crop} crops in {self.seconds:.0f} s ({self.weights} weight "
-            f"tensors); int8-simulated output vs float on the crops "
+            f"tensors, channels {'' if self.equalized else 'not '}equalized); "
+            f"int8-simulated output vs float on the crops "
             f"{psnr(first):.1f} -> {psnr(last):.1f} dB"
         )
 
@@ -138,7 +142,7 @@ def fine_tune(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     feature_weight: float = DEFAULT_FEATURE_WEIGHT,
     seed: int = 0,
-    equalize: bool = True,
+    equalize: bool | None = None,
     progress: bool = False,
 ) -> tuple[FakeQuantGraph, QatReport]:
     """Fine-tunes the generator's export graph with int8 simulated; returns it with its ranges.
@@ -159,6 +163,8 @@ def fine_tune(
         feature_weight: weight of the loss on every quantized tensor against
             its float value (in units of its range), next to the output's.
         seed: crops and flips.
+        equalize: channel equalization first (`export.calibrate.calibrated`:
+            None keeps it where the int8-simulated output is closer to float).
 
     Returns:
         `(graph, report)`: a `FakeQuantGraph` at the export size, to convert
@@ -180,7 +186,7 @@ def fine_tune(
     full, values, ranges, scales = calibrated(
         freeze(generator, height, width), calibration_samples, equalize=equalize
     )
-    report = QatReport(steps, 0.0, crop=crop, batch=batch)
+    report = QatReport(steps, 0.0, crop=crop, batch=batch, equalized=bool(scales))
     report.calibration_seconds = ranges.seconds
     if steps == 0:
         return FakeQuantGraph(full, values), report

@@ -109,7 +109,8 @@ def test_tied_weights_stay_tied(frozen, equalized):
     assert len(weight_groups(graph)) == len(weight_groups(frozen))
 
 
-def test_int8_closer_to_float(generator, samples, held_out, tmp_path):
+def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp_path):
+    from export.int8_simulation import float_outputs, simulated_error
     from tf_deraindrop.lite import LiteDerainer
 
     output = generator(held_out[None], training=False)["outputs"][-1]
@@ -119,6 +120,41 @@ def test_int8_closer_to_float(generator, samples, held_out, tmp_path):
         graph, _ = calibrate.fixed_range_graph(
             generator, H, W, samples, precision="float32", equalize=equalize
         )
+        assert bool(graph.scales) == equalize
         path = int8_tflite(graph, tmp_path, f"equalize_{equalize}.tflite", H, W)
         scores[equalize] = psnr(np.clip(LiteDerainer(str(path)).run_tile(held_out), 0, 1), expected)
+        # The simulation in TensorFlow predicts the converted model's error (within 0.5 dB here).
+        reference = float_outputs(graph.frozen, [held_out])
+        error = simulated_error(graph.frozen, _ranges(graph), [held_out], reference)
+        assert abs(10 * np.log10(1 / error) - scores[equalize]) < 1.0, (error, scores)
     assert scores[True] > scores[False] + 0.5, scores
+
+
+def _ranges(graph) -> dict[str, tuple[float, float]]:
+    """The ranges held by a `FakeQuantGraph`'s constants."""
+    import tensorflow as tf
+
+    nodes = {node.name: node for node in graph.graph_def.node}
+    found = {}
+    for name in calibrate.quantization_points(graph.frozen):
+        low, high = calibrate.range_nodes(name)
+        if low in nodes:
+            found[name] = tuple(
+                float(tf.make_ndarray(nodes[n].attr["value"].tensor)) for n in (low, high)
+            )
+    return found
+
+
+def test_calibrated_keeps_equalization_only_where_clearly_closer(frozen, samples):
+    from export.int8_simulation import float_outputs, simulated_error
+
+    chosen = calibrate.calibrated(frozen, samples, "float32")
+    shown = samples[: calibrate.CHOICE_SAMPLES]
+    references = float_outputs(frozen, shown)
+    errors = {}
+    for equalize in (False, True):
+        graph, values, _, _ = calibrate.calibrated(frozen, samples, "float32", equalize)
+        errors[equalize] = simulated_error(graph, values, shown, references)
+    kept = bool(chosen[3])
+    assert kept == (errors[True] <= calibrate.EQUALIZED_GAIN * errors[False]), errors
+    assert chosen[1] == calibrate.calibrated(frozen, samples, "float32", kept)[1]
