@@ -14,8 +14,12 @@ trained one with `--weights`, and He-initialised random weights unless
   first (whose call also optimizes the graph). The bfloat16 rows build up
   to what the export does: "min/max" (the converter's ranges), "limits"
   (`export.range_limits`: saturated sigmoid/tanh inputs, ReLU'd sums, the
-  output's [0, 1]), then with channel equalization (`export.equalization`,
-  measured in the same pass): the export's default, as is the float32 row. "export" is the whole
+  output's [0, 1]), "equalized" (channel equalization first,
+  `export.equalization`, measured in the same pass), then the export's
+  default, which keeps equalization only where int8 simulated on the
+  calibration samples says it helps (`export.calibrate.calibrated`; the
+  simulation counts in "export", not per sample); the float32 row is the
+  default too. "export" is the whole
   conversion, SavedModel to `.tflite` bytes, either way. Wall time and the
   process's CPU time are both given: on a loaded machine, two threads that
   wait for each other at every op (TensorFlow) lose more wall time than one
@@ -109,8 +113,9 @@ def main() -> None:
         variants = [  # (row, precision, ranges as the export makes them, equalize)
             ("tensorflow bfloat16, min/max", "bfloat16", False, False),
             ("tensorflow bfloat16, limits", "bfloat16", True, False),
-            ("tensorflow bfloat16", "bfloat16", True, True),
-            ("tensorflow float32", "float32", True, True),
+            ("tensorflow bfloat16, equalized", "bfloat16", True, True),
+            ("tensorflow bfloat16", "bfloat16", True, None),
+            ("tensorflow float32", "float32", True, None),
         ]
         for name, precision, limits, equalize in variants:
             if precision == "bfloat16" and not native_bfloat16()[0]:
@@ -118,9 +123,10 @@ def main() -> None:
             start = time.perf_counter()
             frozen = calibrate.freeze(generator, h, w)
             if limits:
-                frozen, values, ranges, _ = calibrate.calibrated(
+                frozen, values, ranges, scales = calibrate.calibrated(
                     frozen, samples, precision, equalize
                 )
+                name += "" if equalize is not None else f" ({'' if scales else 'not '}equalized)"
             else:
                 ranges = calibrate.record_ranges(frozen, samples, precision)
                 values = ranges.values
@@ -138,7 +144,7 @@ def main() -> None:
             scores = common.tflite_psnr(model, work, generator, [*held_out, *samples], threads=2)
             held, seen = scores[: len(held_out)], scores[len(held_out) :]
             report.say(
-                f"  {name:<30} {per_sample:6.2f} s per sample ({base / per_sample:5.1f}x), "
+                f"  {name:<36} {per_sample:6.2f} s per sample ({base / per_sample:5.1f}x), "
                 f"CPU {cpu:6.2f} s ({base_cpu / cpu:5.1f}x), export {total:6.1f} s; "
                 f"int8 vs float PSNR held-out {held[0]:.2f} dB, "
                 f"calibration samples {min(seen):.2f}-{max(seen):.2f} dB"
