@@ -156,8 +156,10 @@ def scaling_groups(frozen: FrozenGraph) -> list[ScalingGroup]:
             found.append(_grow(graph, seed))
             covered |= found[-1].tensors
 
-    def key(name: str, role: str) -> str:
+    def key(name: str, role: str) -> str | None:
         value = tf.make_ndarray(graph.nodes[name].attr["value"].tensor)
+        if not np.any(value):  # zeros (an untrained bias) tie nothing: every layer has them
+            return None
         return hashlib.sha1(role.encode() + str(value.shape).encode() + value.tobytes()).hexdigest()
 
     owner: dict[str, int] = {}
@@ -172,7 +174,10 @@ def scaling_groups(frozen: FrozenGraph) -> list[ScalingGroup]:
     for k, group in enumerate(found):
         for role, names in (("out", group.made_by), ("bias", group.biases), ("in", group.read_by)):
             for name in names:
-                first = owner.setdefault(key(name, role), k)
+                found_key = key(name, role)
+                if found_key is None:
+                    continue
+                first = owner.setdefault(found_key, k)
                 parent[root(k)] = root(first)
     merged: dict[int, ScalingGroup] = {}
     for k, group in enumerate(found):

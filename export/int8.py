@@ -25,6 +25,23 @@ import numpy as np
 #: fake-quant nodes), or the TFLite converter's own calibrator.
 CALIBRATORS = ("tensorflow", "converter")
 
+#: `--equalize` choices and what `export.calibrate.calibrated` takes for them:
+#: where int8 simulated on the calibration samples says it helps, always, never.
+EQUALIZE = {"auto": None, "on": True, "off": False}
+
+
+def check_equalize(quantize: str, calibrator: str, equalize: str) -> None:
+    """Raises `ExportError` for an `--equalize` that cannot apply."""
+    from export.errors import ExportError
+
+    if equalize not in EQUALIZE:
+        raise ExportError(f"--equalize {equalize}: choose one of {', '.join(EQUALIZE)}")
+    if equalize != "auto" and (quantize != "int8" or calibrator != "tensorflow"):
+        raise ExportError(
+            f"--equalize {equalize} sets the channel equalization of int8 ranges measured in "
+            "TensorFlow: use it with --quantize int8 and --calibrator tensorflow"
+        )
+
 
 def int8_calibration(
     generator,
@@ -35,6 +52,7 @@ def int8_calibration(
     qat_images: Sequence[np.ndarray] = (),
     qat_steps: int = 0,
     qat_crop: int | None = None,
+    equalize: str = "auto",
 ) -> tuple:
     """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
 
@@ -44,6 +62,8 @@ def int8_calibration(
         calibrator: one of `CALIBRATORS`.
         qat_images, qat_steps, qat_crop: fine-tune for `qat_steps` steps on
             crops of `qat_images` first (`export.qat.fine_tune`).
+        equalize: one of `EQUALIZE` (channel equalization of the ranges
+            measured in TensorFlow, `export.calibrate.calibrated`).
 
     Returns:
         `source` goes to `write_saved_model` in place of the generator; the
@@ -67,17 +87,21 @@ def int8_calibration(
             "; the converter calibrates",
         )
     elif qat_steps:
-        calibrated = _fine_tuned(generator, samples, qat_images, qat_steps, qat_crop, progress)
+        calibrated = _fine_tuned(
+            generator, samples, qat_images, qat_steps, qat_crop, progress, EQUALIZE[equalize]
+        )
     else:
-        calibrated = _fixed_ranges(generator, samples, progress)
+        calibrated = _fixed_ranges(generator, samples, progress, EQUALIZE[equalize])
     return int8_stream(generator, calibrated, samples, calibrator, qat_steps, progress)
 
 
-def _fixed_ranges(generator, samples, progress: bool) -> tuple:
+def _fixed_ranges(generator, samples, progress: bool, equalize: bool | None) -> tuple:
     from export.calibrate import fixed_range_graph
 
     height, width = np.shape(samples[0])[:2]
-    graph, ranges = fixed_range_graph(generator, height, width, samples, progress=progress)
+    graph, ranges = fixed_range_graph(
+        generator, height, width, samples, progress=progress, equalize=equalize
+    )
     return (
         graph,
         None,
@@ -93,7 +117,7 @@ def _equalization(scales) -> str:
     return f"channels equalized in {len(scales)} groups of tensors ({tensors} tensors)"
 
 
-def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress: bool):
+def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress, equalize):
     from export.qat import DEFAULT_CROP, fine_tune
 
     height, width = np.shape(samples[0])[:2]
@@ -106,5 +130,6 @@ def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progre
         steps,
         crop=crop or DEFAULT_CROP,
         progress=progress,
+        equalize=equalize,
     )
     return graph, None, f"; ranges measured in TensorFlow\n{report}"

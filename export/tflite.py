@@ -128,6 +128,7 @@ def export_tflite(
     qat_steps: int = 0,
     qat_dir: str | None = None,
     qat_crop: int | None = None,
+    equalize: str = "auto",
 ) -> ExportReport:
     """Converts a generator to `.tflite`, checks it, and writes it atomically.
 
@@ -153,6 +154,9 @@ def export_tflite(
             steps on crops of the rainy photos in `qat_dir`, against the
             float generator's own outputs (`export.qat`).
         qat_crop: side of the fine-tuning crops (`export.qat.DEFAULT_CROP`).
+        equalize: int8 with `calibrator="tensorflow"`: channel equalization
+            `"auto"` (where int8 simulated on the calibration samples says it
+            helps), `"on"` or `"off"` (`export.int8.EQUALIZE`).
 
     Returns:
         An `ExportReport`.
@@ -164,10 +168,12 @@ def export_tflite(
     Example:
         >>> report = export_tflite(generator, "derain.tflite", 480, 720)  # doctest: +SKIP
     """
+    from export.int8 import check_equalize
     from export.qat import load_qat_images
     from tf_deraindrop.weights import atomic_path, remove_stale_partials
 
     check_arguments(quantize, height, width, calibration_dir)
+    check_equalize(quantize, calibrator, equalize)
     if calibration_samples < 1 or verify_samples < 1:
         raise ExportError("--calibration-samples and --verify-samples must be at least 1")
     images = gather_images(
@@ -187,7 +193,7 @@ def export_tflite(
     with atomic_path(output) as partial:
         start = time.perf_counter()
         source, calibration = _source(
-            generator, quantize, images, calibrator, progress, qat_steps, qat_crop
+            generator, quantize, images, calibrator, progress, (qat_steps, qat_crop, equalize)
         )
         model = _convert_model(
             source, height, width, quantize, uint8_io, with_attention, calibration, output
@@ -203,15 +209,17 @@ def export_tflite(
     return report
 
 
-def _source(generator, quantize, images: ExportImages, calibrator, progress, qat_steps, qat_crop):
+def _source(generator, quantize, images: ExportImages, calibrator, progress, int8_options):
     """What to convert, and the int8 representative dataset (`export.int8`) or None.
 
-    Adds the int8 calibration's summary to `images.summary`.
+    `int8_options` is `(qat_steps, qat_crop, equalize)`. Adds the int8
+    calibration's summary to `images.summary`.
     """
     from export.int8 import int8_calibration
 
     if quantize != "int8":
         return generator, None
+    qat_steps, qat_crop, equalize = int8_options
     source, calibration, how = int8_calibration(
         generator,
         images.calibration_samples(),
@@ -220,6 +228,7 @@ def _source(generator, quantize, images: ExportImages, calibrator, progress, qat
         qat_images=images.fine_tuning,
         qat_steps=qat_steps,
         qat_crop=qat_crop,
+        equalize=equalize,
     )
     images.summary += how
     return source, calibration
@@ -275,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="tensorflow",
         help="int8 ranges: measured in TensorFlow (fast, default) or by the TFLite converter",
     )
+    parser.add_argument(
+        "--equalize",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="int8, --calibrator tensorflow: even out each tensor's channel ranges first (the "
+        "float model is unchanged); auto keeps it where int8 simulated on the calibration "
+        "samples is clearly closer to float",
+    )
     qat = parser.add_argument_group("quantization-aware fine-tuning (int8)")
     qat.add_argument(
         "--qat-steps",
@@ -310,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         from export.qat import check_qat_arguments, list_data_dir
 
         check_qat_arguments(args.quantize, args.calibrator, args.qat_steps, args.data_dir)
+        from export.int8 import check_equalize
+
+        check_equalize(args.quantize, args.calibrator, args.equalize)
         if args.data_dir:
             list_data_dir(args.data_dir)
         if not os.path.isfile(args.weights):
@@ -345,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             qat_steps=args.qat_steps,
             qat_dir=args.data_dir,
             qat_crop=args.qat_crop,
+            equalize=args.equalize,
         )
     except VerificationFailed as err:
         print(f"error: {err}", file=sys.stderr)

@@ -168,7 +168,7 @@ def test_lite_generator_dilated_convs_convert(tmp_path):
     int8_tflite(graph, tmp_path, "lite.tflite", H, W)
 
 
-def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys, generator_file):
+def test_cli_calibrator_and_equalize_flags(tmp_path, calibration_dir, capsys, generator_file):
     from export import tflite
 
     base = ["--weights", str(generator_file), "--height", "32", "--width", "48"]
@@ -180,9 +180,16 @@ def test_cli_calibrator_flag(tmp_path, calibration_dir, capsys, generator_file):
     assert exit_info.value.code == 2 and "--calibrator" in capsys.readouterr().err
     out = tmp_path / "m.tflite"
     argv = [*base, "--calibration-dir", calibration_dir, "--calibration-samples", "2"]
-    assert tflite.main([*argv, "--quiet", "--min-psnr", "0", "-o", str(out)]) == 0
+    # --equalize sets the TensorFlow ranges' channel equalization only.
+    for wrong in (["--calibrator", "converter"], ["--quantize", "dynamic"]):
+        assert tflite.main([*argv, "--equalize", "on", *wrong, "-o", str(out)]) == 2
+        assert "--equalize on" in capsys.readouterr().err and not out.exists()
+    assert (
+        tflite.main([*argv, "--quiet", "--min-psnr", "0", "--equalize", "on", "-o", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "measured in TensorFlow" in printed and out.is_file()
+    assert "channels equalized in" in printed, printed
 
 
 def _run(frozen, image) -> np.ndarray:
