@@ -78,3 +78,27 @@ def generator(official_checkpoint):
     from tf_deraindrop.checkpoint import import_official_checkpoint
 
     return import_official_checkpoint(official_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def samples(request):
+    """3 synthetic calibration scenes at the test module's `H x W` (int8 export tests)."""
+    from export.samples import synthetic_images
+
+    return synthetic_images(3, request.module.H, request.module.W, seed=2)
+
+
+@pytest.fixture(scope="module")
+def held_out(request):
+    """A synthetic scene at the module's `H x W` that the calibration does not see."""
+    from export.samples import synthetic_images
+
+    return synthetic_images(1, request.module.H, request.module.W, seed=8)[0]
+
+
+@pytest.fixture(scope="module")
+def frozen(generator, request):
+    """The module's `generator`'s export graph frozen at the module's `H x W`."""
+    from export import calibrate
+
+    return calibrate.freeze(generator, request.module.H, request.module.W)

@@ -22,21 +22,6 @@ GENERATOR_SEED = 5  # of the conftest's `generator`
 
 
 @pytest.fixture(scope="module")
-def samples():
-    return synthetic_images(3, H, W, seed=2)
-
-
-@pytest.fixture(scope="module")
-def held_out():
-    return synthetic_images(1, H, W, seed=8)[0]
-
-
-@pytest.fixture(scope="module")
-def frozen(generator):
-    return calibrate.freeze(generator, H, W)
-
-
-@pytest.fixture(scope="module")
 def saved_model(generator, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("saved") / "reference")
     write_saved_model(generator, path, H, W)

@@ -14,26 +14,10 @@ import pytest
 from export import calibrate
 from export.equalization import DEFAULT_FLOOR, equalized_ranges, scaling_groups
 from export.qat_graph import weight_groups
-from export.samples import synthetic_images
 from tests.export_helpers import int8_tflite
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return synthetic_images(3, H, W, seed=2)
-
-
-@pytest.fixture(scope="module")
-def held_out():
-    return synthetic_images(1, H, W, seed=8)[0]
-
-
-@pytest.fixture(scope="module")
-def frozen(generator):
-    return calibrate.freeze(generator, H, W)
 
 
 @pytest.fixture(scope="module")
