@@ -19,9 +19,10 @@ to the op before them); not the outputs of ops that keep their input's scale
 fixed one (sigmoid, tanh); and the input image. A range is the min and max
 over every sample, widened to hold 0, as the converter's calibrator does.
 
-`calibrated` (and `fixed_range_graph`) first evens out the channels of
-every tensor whose scale can move between convolutions
-(`export.equalization`), in the same pass over the samples.
+`calibrated` (and `fixed_range_graph`) also measures, in the same pass,
+what evening out the channels of every tensor whose scale can move between
+convolutions needs (`export.equalization`), and keeps that where int8
+simulated on the samples says it helps.
 
 Example:
     >>> frozen = freeze(generator, 480, 720)  # doctest: +SKIP

@@ -114,10 +114,11 @@ def stream_ranges(
 
     Returns:
         `(values, recorded)`: tensor name to `(min, max)`, the sigmoid and
-        tanh inputs clipped (`export.calibrate.saturated_ranges`), and the
+        tanh inputs and the ReLU'd sums' addends clipped (`export.range_limits`), and the
         `Ranges` of the chain (its time and precision).
     """
-    from export.calibrate import quantization_points, record_ranges, saturated_ranges
+    from export.calibrate import quantization_points, record_ranges
+    from export.range_limits import relu_sum_ranges, saturated_ranges
 
     points = quantization_points(stream.frozen)
     chain, names = _frame_chain(generator, stream, points, frames)
@@ -127,7 +128,7 @@ def stream_ranges(
     for point, chained in names.items():
         lows, highs = zip(*(recorded.values[name] for name in chained))
         values[point] = (min(lows), max(highs))
-    return saturated_ranges(stream.frozen, values), recorded
+    return relu_sum_ranges(stream.frozen, saturated_ranges(stream.frozen, values)), recorded
 
 
 class FixedRangeStream:
