@@ -16,14 +16,13 @@ near 26 dB). Here the export graph is fine-tuned with int8 simulated:
   units of its range: local targets keep the error from compounding;
 * the weights are updated with Adam for `steps` steps on random crops, then
   written back into the graph at the export size, which converts like a
-  calibrated one. The ranges stay the calibrated ones (`saturated_ranges`):
+  calibrated one. The ranges stay the calibrated ones (`calibrated`):
   the straight-through gradients of `FakeQuantWithMinMaxVars` reach a range
   only from values clipped by it, so training could only widen it;
 * training starts from the channel-equalized graph where equalization
   brings the int8 graph closer to float (`export.calibrate.calibrated`),
-  with biases that take off the mean error of
-  their int8-rounded kernels on the calibration samples
-  (`export.bias_correction`);
+  with biases that take off the mean error of their int8-rounded kernels
+  on the calibration samples (`export.bias_correction`);
 * the learning rate decays to 0 over the steps (cosine): at a constant
   rate the last steps drift away from the best weights.
 
