@@ -363,13 +363,12 @@ def calibrated(
     )
     values = _limited(graph, values)
     if equalize is None and scales:
-        from export.int8_simulation import float_outputs, simulated_error
+        from export.int8_simulation import simulated_errors
 
-        chosen = list(samples[:CHOICE_SAMPLES])
-        references = float_outputs(frozen, chosen)
         plain = _limited(frozen, recorded.values)
-        error = simulated_error(graph, values, chosen, references)
-        if error > EQUALIZED_GAIN * simulated_error(frozen, plain, chosen, references):
+        chosen = list(samples[:CHOICE_SAMPLES])
+        without, with_ = simulated_errors(frozen, [(frozen, plain), (graph, values)], chosen)
+        if with_ > EQUALIZED_GAIN * without:
             return frozen, plain, recorded, []
     return graph, values, recorded, scales
 

@@ -11,8 +11,8 @@ pessimistic than the converted model on a random-weight generator at
 same ranges.
 
 Example:
-    >>> reference = float_outputs(frozen, samples)  # doctest: +SKIP
-    >>> error = simulated_error(frozen, ranges, samples, reference)  # doctest: +SKIP
+    >>> candidates = [(frozen, ranges), (equalized, its_ranges)]  # doctest: +SKIP
+    >>> errors = simulated_errors(frozen, candidates, samples)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,71 +24,63 @@ import numpy as np
 from export.frozen import FrozenGraph
 
 
-def _stacked(samples: Sequence[np.ndarray]) -> np.ndarray:
-    """`samples` as one `(n, 1, H, W, 3)` float32 array: each a batch of one, as the graph takes."""
-    return np.stack([np.asarray(sample, np.float32)[None] for sample in samples])
-
-
-def float_outputs(frozen: FrozenGraph, samples: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The float graph's derained output for each sample, clipped to [0, 1]."""
-    import tensorflow as tf
-
-    # One function for all samples: traced once, not once per sample.
-    @tf.function
-    def run(images):
-        found = []
-        for k in range(images.shape[0]):
-            (derained,) = tf.graph_util.import_graph_def(
-                frozen.graph_def,
-                input_map={frozen.input: images[k]},
-                return_elements=[frozen.outputs[0]],
-                name=f"float{k}",
-            )
-            found.append(tf.clip_by_value(derained, 0.0, 1.0))
-        return found
-
-    return [t.numpy() for t in run(_stacked(samples))]
-
-
-def simulated_error(
-    frozen: FrozenGraph,
-    ranges: dict[str, tuple[float, float]],
-    samples: Sequence[np.ndarray],
-    references: Sequence[np.ndarray],
-) -> float:
-    """Mean squared error of the int8-simulated output against `references` (`float_outputs`).
-
-    Args:
-        frozen: the graph as it will be converted.
-        ranges: its tensors' int8 ranges.
-        samples: float32 `(H, W, 3)` images at the graph's size.
-        references: the float output for each sample, clipped to [0, 1].
-    """
+def _int8_graph(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
+    """`(graph_def, output name, rounded kernels by tensor name)` of the int8 simulation."""
     import tensorflow as tf
 
     from export.calibrate import insert_fake_quant
     from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups
 
     graph_def, outputs = insert_fake_quant(frozen, ranges)
-    graph_def = fixed_output_fake_quant(graph_def)
     kernels = {}
     for kind, value, names in weight_groups(frozen):
         if kind == "kernel":
             rounded = fake_quant_kernel(tf.constant(value)).numpy()
             kernels.update({name + ":0": rounded for name in names})
+    return fixed_output_fake_quant(graph_def), outputs[0], kernels
 
-    @tf.function
-    def run(images):
-        found = []
-        for k in range(images.shape[0]):
-            input_map = {frozen.input: images[k]}
+
+def simulated_errors(
+    reference: FrozenGraph,
+    candidates: Sequence[tuple[FrozenGraph, dict[str, tuple[float, float]]]],
+    samples: Sequence[np.ndarray],
+) -> list[float]:
+    """Mean squared error of each candidate's int8-simulated output against `reference`'s float one.
+
+    Outputs are clipped to [0, 1], as they are used. One traced function
+    runs the float graph and every candidate on each sample.
+
+    Args:
+        reference: the float graph.
+        candidates: `(graph, ranges)` pairs: graphs computing what
+            `reference` computes in float, and their tensors' int8 ranges.
+        samples: float32 `(H, W, 3)` images at the graphs' size.
+    """
+    import tensorflow as tf
+
+    simulations = [_int8_graph(frozen, ranges) for frozen, ranges in candidates]
+    spec = tf.TensorSpec((1, reference.height, reference.width, 3), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def run(image):
+        (target,) = tf.graph_util.import_graph_def(
+            reference.graph_def,
+            input_map={reference.input: image},
+            return_elements=[reference.outputs[0]],
+            name="float",
+        )
+        target = tf.clip_by_value(target, 0.0, 1.0)
+        errors = []
+        for k, ((frozen, _), (graph_def, output, kernels)) in enumerate(
+            zip(candidates, simulations)
+        ):
+            input_map = {frozen.input: image}
             input_map.update({name: tf.constant(value) for name, value in kernels.items()})
             (derained,) = tf.graph_util.import_graph_def(
-                graph_def, input_map=input_map, return_elements=[outputs[0]], name=f"int8_{k}"
+                graph_def, input_map=input_map, return_elements=[output], name=f"int8_{k}"
             )
-            found.append(tf.clip_by_value(derained, 0.0, 1.0))
-        return found
+            errors.append(tf.reduce_mean(tf.square(tf.clip_by_value(derained, 0.0, 1.0) - target)))
+        return tf.stack(errors)
 
-    simulated = run(_stacked(samples))
-    errors = [np.mean((t.numpy() - reference) ** 2) for t, reference in zip(simulated, references)]
-    return float(np.mean(errors))
+    found = [run(np.asarray(sample, np.float32)[None]).numpy() for sample in samples]
+    return [float(error) for error in np.mean(found, axis=0)]

@@ -94,7 +94,7 @@ def test_tied_weights_stay_tied(frozen, equalized):
 
 
 def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp_path):
-    from export.int8_simulation import float_outputs, simulated_error
+    from export.int8_simulation import simulated_errors
     from tf_deraindrop.lite import LiteDerainer
 
     output = generator(held_out[None], training=False)["outputs"][-1]
@@ -108,8 +108,7 @@ def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp
         path = int8_tflite(graph, tmp_path, f"equalize_{equalize}.tflite", H, W)
         scores[equalize] = psnr(np.clip(LiteDerainer(str(path)).run_tile(held_out), 0, 1), expected)
         # The simulation in TensorFlow predicts the converted model's error (within 0.5 dB here).
-        reference = float_outputs(graph.frozen, [held_out])
-        error = simulated_error(graph.frozen, _ranges(graph), [held_out], reference)
+        (error,) = simulated_errors(graph.frozen, [(graph.frozen, _ranges(graph))], [held_out])
         assert abs(10 * np.log10(1 / error) - scores[equalize]) < 1.0, (error, scores)
     assert scores[True] > scores[False] + 0.5, scores
 
@@ -130,15 +129,11 @@ def _ranges(graph) -> dict[str, tuple[float, float]]:
 
 
 def test_calibrated_keeps_equalization_only_where_clearly_closer(frozen, samples):
-    from export.int8_simulation import float_outputs, simulated_error
+    from export.int8_simulation import simulated_errors
 
     chosen = calibrate.calibrated(frozen, samples, "float32")
-    shown = samples[: calibrate.CHOICE_SAMPLES]
-    references = float_outputs(frozen, shown)
-    errors = {}
-    for equalize in (False, True):
-        graph, values, _, _ = calibrate.calibrated(frozen, samples, "float32", equalize)
-        errors[equalize] = simulated_error(graph, values, shown, references)
+    candidates = [calibrate.calibrated(frozen, samples, "float32", e)[:2] for e in (False, True)]
+    plain, equalized = simulated_errors(frozen, candidates, samples[: calibrate.CHOICE_SAMPLES])
     kept = bool(chosen[3])
-    assert kept == (errors[True] <= calibrate.EQUALIZED_GAIN * errors[False]), errors
-    assert chosen[1] == calibrate.calibrated(frozen, samples, "float32", kept)[1]
+    assert kept == (equalized <= calibrate.EQUALIZED_GAIN * plain), (plain, equalized)
+    assert chosen[1] == candidates[kept][1]
