@@ -288,13 +288,14 @@ class FakeQuantGraph:
     Args:
         frozen: the graph (`freeze`).
         ranges: tensor name to `(min, max)` (`record_ranges(...).values`).
+        scales: the channel equalization's scales if `frozen` is equalized.
     """
 
-    def __init__(self, frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
+    def __init__(self, frozen: FrozenGraph, ranges: dict[str, tuple[float, float]], scales=()):
         self.frozen = frozen
         self.graph_def, self.outputs = insert_fake_quant(frozen, ranges)
         #: The channel equalization's scales, if `frozen` is equalized (`calibrated`).
-        self.scales: list = []
+        self.scales = list(scales)
 
     def deploy_graph(self):
         return self
@@ -399,6 +400,4 @@ def fixed_range_graph(
     frozen, values, recorded, scales = calibrated(
         freeze(generator, height, width), samples, precision, equalize, progress
     )
-    graph = FakeQuantGraph(frozen, values)
-    graph.scales = scales
-    return graph, recorded
+    return FakeQuantGraph(frozen, values, scales), recorded

@@ -114,11 +114,11 @@ def _walk_up(graph: _Graph, node, group: ScalingGroup, todo: list[str]) -> None:
         todo.append(inputs[0])
     elif node.op in ("AddV2", "Add"):
         todo.extend(inputs)
-    elif node.op == "BiasAdd" and graph.constant(inputs[1]):
-        group.biases.add(graph.constant(inputs[1]))
+    elif node.op == "BiasAdd" and (bias := graph.constant(inputs[1])):
+        group.biases.add(bias)
         todo.append(inputs[0])
-    elif node.op == "Conv2D" and graph.constant(inputs[1]):
-        group.made_by.add(graph.constant(inputs[1]))
+    elif node.op == "Conv2D" and (kernel := graph.constant(inputs[1])):
+        group.made_by.add(kernel)
     else:
         group.scalable = False
 
@@ -127,8 +127,8 @@ def _walk_down(graph: _Graph, name: str, group: ScalingGroup, todo: list[str]) -
     """Where the channels of tensor `name` go."""
     for reader in graph.readers.get(name, []):
         first = tensor_name(reader.input[0]) == name
-        if reader.op == "Conv2D" and first and graph.constant(reader.input[1]):
-            group.read_by.add(graph.constant(reader.input[1]))
+        if reader.op == "Conv2D" and first and (kernel := graph.constant(reader.input[1])):
+            group.read_by.add(kernel)
         elif (
             reader.op in _CHANNELWISE
             or reader.op in ("AddV2", "Add")

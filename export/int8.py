@@ -106,15 +106,18 @@ def _fixed_ranges(generator, samples, progress: bool, equalize: bool | None) -> 
         graph,
         None,
         f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
-        f"{ranges.seconds_per_sample:.2f} s per sample; {_equalization(graph.scales)}",
+        f"{ranges.seconds_per_sample:.2f} s per sample; "
+        f"{_equalization(graph.scales, equalize)}",
     )
 
 
-def _equalization(scales) -> str:
-    if not scales:
-        return "channels not equalized (closer to float without, simulated in int8)"
-    tensors = sum(len(group.tensors) for group, _ in scales)
-    return f"channels equalized in {len(scales)} groups of tensors ({tensors} tensors)"
+def _equalization(scales, equalize: bool | None) -> str:
+    if scales:
+        tensors = sum(len(group.tensors) for group, _ in scales)
+        return f"channels equalized in {len(scales)} groups of tensors ({tensors} tensors)"
+    if equalize is False:
+        return "channels not equalized (--equalize off)"
+    return "channels not equalized (no group to scale, or not closer to float in simulated int8)"
 
 
 def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress, equalize):

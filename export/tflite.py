@@ -41,6 +41,7 @@ import time
 
 from export.convert import MODES, WEIGHT_BYTES, convert, write_saved_model
 from export.errors import ExportError, VerificationFailed
+from export.int8 import CALIBRATORS, EQUALIZE
 from export.report import ExportReport, reject
 from export.samples import ExportImages, gather_images, list_images
 from export.verify import DEFAULT_MIN_PSNR, verify
@@ -193,7 +194,7 @@ def export_tflite(
     with atomic_path(output) as partial:
         start = time.perf_counter()
         source, calibration = _source(
-            generator, quantize, images, calibrator, progress, (qat_steps, qat_crop, equalize)
+            generator, quantize, images, calibrator, progress, qat_steps, qat_crop, equalize
         )
         model = _convert_model(
             source, height, width, quantize, uint8_io, with_attention, calibration, output
@@ -209,17 +210,17 @@ def export_tflite(
     return report
 
 
-def _source(generator, quantize, images: ExportImages, calibrator, progress, int8_options):
+def _source(
+    generator, quantize, images: ExportImages, calibrator, progress, qat_steps, qat_crop, equalize
+):
     """What to convert, and the int8 representative dataset (`export.int8`) or None.
 
-    `int8_options` is `(qat_steps, qat_crop, equalize)`. Adds the int8
-    calibration's summary to `images.summary`.
+    Adds the int8 calibration's summary to `images.summary`.
     """
     from export.int8 import int8_calibration
 
     if quantize != "int8":
         return generator, None
-    qat_steps, qat_crop, equalize = int8_options
     source, calibration, how = int8_calibration(
         generator,
         images.calibration_samples(),
@@ -280,13 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--calibrator",
-        choices=("tensorflow", "converter"),
+        choices=CALIBRATORS,
         default="tensorflow",
         help="int8 ranges: measured in TensorFlow (fast, default) or by the TFLite converter",
     )
     parser.add_argument(
         "--equalize",
-        choices=("auto", "on", "off"),
+        choices=tuple(EQUALIZE),
         default="auto",
         help="int8, --calibrator tensorflow: even out each tensor's channel ranges first (the "
         "float model is unchanged); auto keeps it where int8 simulated on the calibration "
