@@ -2,9 +2,11 @@
 
 For each generator (a trained one with `--weights`, and He-initialised
 random weights unless `--no-random`): the int8 export calibrated in
-TensorFlow (`export.calibrate`, step 0) and the same after `--steps` steps
-of fine-tuning on crops of the rainy training photos against the float
-model's own outputs. Both are scored on the held-out real photo (and on the
+TensorFlow (`export.calibrate`, step 0), then the same after `--steps`
+steps of fine-tuning on crops of the rainy training photos against the
+float model's own outputs, once with the calibrated ranges fixed and once
+with the ranges trained too (`--range-learning-rate`, export.qat's default;
+0 skips that run). Each is scored on the held-out real photo (and on the
 training photos) as PSNR of the int8 output against the Keras float32
 generator, outputs clipped to [0, 1]. Training and calibration photos:
 case1.jpg and the Raindrop pair's rainy image; held out: case2.jpg.
@@ -30,6 +32,12 @@ def main() -> None:
     cli.add_argument("--steps", type=int, default=100)
     cli.add_argument("--crop", type=int, default=256)
     cli.add_argument("--samples", type=int, default=4, help="calibration samples (4)")
+    cli.add_argument(
+        "--range-learning-rate",
+        type=float,
+        default=None,
+        help="of the trained ranges (export.qat's default; 0: fixed ranges only)",
+    )
     args = cli.parse_args()
     tf = common.tf_threads(args.threads)
 
@@ -60,19 +68,34 @@ def main() -> None:
         scores = common.tflite_psnr(model, work, generator, [held_out, *seen], args.threads)
         return scores[0], scores[1:]
 
+    range_rate = (
+        qat.DEFAULT_RANGE_LEARNING_RATE
+        if args.range_learning_rate is None
+        else args.range_learning_rate
+    )
+    runs = [(0, 0.0), (args.steps, 0.0)] + ([(args.steps, range_rate)] if range_rate else [])
     for label, generator in generators:
         report.section(f"{label}:")
-        for steps in (0, args.steps):
+        for steps, range_rate in runs:
             start = time.perf_counter()
             graph, tuned = qat.fine_tune(
-                generator, h, w, calibration, training, steps, crop=args.crop
+                generator,
+                h,
+                w,
+                calibration,
+                training,
+                steps,
+                crop=args.crop,
+                range_learning_rate=range_rate,
             )
             seconds = time.perf_counter() - start
             held, training_scores = score(graph, generator)
             what = "calibrated in TensorFlow" if not steps else str(tuned)
+            ranges = "" if not steps else ", ranges trained" if range_rate else ", ranges fixed"
             report.say(
-                f"  {steps:4d} steps: int8 vs float PSNR held-out {held:.2f} dB, training photos "
-                f"{', '.join(f'{s:.2f}' for s in training_scores)} dB ({seconds:.0f} s; {what})"
+                f"  {steps:4d} steps{ranges}: int8 vs float PSNR held-out {held:.2f} dB, "
+                f"training photos {', '.join(f'{s:.2f}' for s in training_scores)} dB "
+                f"({seconds:.0f} s; {what})"
             )
     report.write(args.out, "qat_cpu.txt", f"tensorflow {tf.__version__}")
 

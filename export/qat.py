@@ -16,9 +16,12 @@ near 26 dB). Here the export graph is fine-tuned with int8 simulated:
   units of its range: local targets keep the error from compounding;
 * the weights are updated with Adam for `steps` steps on random crops, then
   written back into the graph at the export size, which converts like a
-  calibrated one. The ranges stay the calibrated ones (`calibrated`):
-  the straight-through gradients of `FakeQuantWithMinMaxVars` reach a range
-  only from values clipped by it, so training could only widen it;
+  calibrated one;
+* so are the activations' ranges, each through one scale that multiplies
+  its calibrated min and max (the zero point kept), with the gradient of
+  learned step sizes (`_register_range_gradient`): the stock gradient of
+  `FakeQuantWithMinMaxVars` reaches a range only from the values it clips,
+  so it could only widen it, never trade clipping for finer steps;
 * training starts from the channel-equalized graph where equalization
   brings the int8 graph closer to float (`export.calibrate.calibrated`),
   with biases that take off the mean error of their int8-rounded kernels
@@ -47,7 +50,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from export.bias_correction import bias_shifts, with_bias_shifts
-from export.calibrate import FakeQuantGraph, calibrated, insert_fake_quant, quantization_points
+from export.calibrate import (
+    FakeQuantGraph,
+    calibrated,
+    insert_fake_quant,
+    quantization_points,
+    range_nodes,
+)
 from export.equalization import with_channel_scales
 from export.frozen import FrozenGraph, freeze
 from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups, with_weights
@@ -58,6 +67,11 @@ DEFAULT_CROP = 256
 DEFAULT_BATCH = 1
 DEFAULT_LEARNING_RATE = 1e-5
 DEFAULT_FEATURE_WEIGHT = 1.0
+DEFAULT_RANGE_LEARNING_RATE = 3e-3
+
+#: Gradient registered for the fake quantization of the activations while
+#: their ranges are trained (`_register_range_gradient`).
+RANGE_GRADIENT = "Int8RangeScaleGradient"
 
 
 @dataclass
@@ -140,6 +154,7 @@ def fine_tune(
     batch: int = DEFAULT_BATCH,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+    range_learning_rate: float = DEFAULT_RANGE_LEARNING_RATE,
     seed: int = 0,
     equalize: bool | None = None,
     progress: bool = False,
@@ -161,6 +176,9 @@ def fine_tune(
             the steps (cosine decay).
         feature_weight: weight of the loss on every quantized tensor against
             its float value (in units of its range), next to the output's.
+        range_learning_rate: Adam's first step for the log of each
+            activation range's scale, lowered like the weights' (0: the
+            calibrated ranges stay).
         seed: crops and flips.
         equalize: channel equalization first (`export.calibrate.calibrated`:
             None keeps it where the int8-simulated output is closer to float).
@@ -188,7 +206,7 @@ def fine_tune(
     report = QatReport(steps, 0.0, crop=crop, batch=batch, equalized=bool(scales))
     report.calibration_seconds = ranges.seconds
     if steps == 0:
-        return FakeQuantGraph(full, values), report
+        return FakeQuantGraph(full, values, scales), report
 
     # Biases corrected for the kernels' int8 rounding first; the float
     # graph stays the target. (Corrected after training instead, the
@@ -197,7 +215,9 @@ def fine_tune(
     full = with_bias_shifts(full, shifts)
     train = with_channel_scales(freeze(generator, crop, crop, batch), scales)
     start_graph = with_bias_shifts(train, shifts)
-    training = _Int8Training(train, values, batch, learning_rate, feature_weight, start_graph)
+    training = _Int8Training(
+        train, values, batch, learning_rate, feature_weight, start_graph, range_learning_rate
+    )
     report.weights = len(training.weights)
     images = [at_export_scale(image, height, width) for image in images]
     rng = np.random.default_rng(seed)
@@ -205,12 +225,12 @@ def fine_tune(
     for step in tqdm(range(steps), desc="qat", unit="step", disable=not progress, leave=False):
         # Cosine decay to 0: at a constant step, the last steps wander off
         # (the loss rose again after 100 steps at 1e-5).
-        training.optimizer.lr.assign(learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        training.decay(0.5 * (1 + math.cos(math.pi * step / steps)))
         crops = random_crops(images, crop, batch, rng)
         report.losses.append(float(training.step(crops)))
     report.seconds = time.perf_counter() - start
     trained = with_weights(full, training.groups, [w.numpy() for w in training.weights])
-    return FakeQuantGraph(trained, values), report
+    return FakeQuantGraph(trained, training.trained_ranges(), scales), report
 
 
 class _Int8Training:
@@ -234,6 +254,7 @@ class _Int8Training:
         learning_rate: float,
         feature_weight,
         start: FrozenGraph | None = None,
+        range_learning_rate: float = 0.0,
     ):
         import tensorflow as tf
 
@@ -243,11 +264,24 @@ class _Int8Training:
             raise RuntimeError("the export graph differs between the export and training sizes")
         start = start or train
         simulated, self.outputs = insert_fake_quant(start, ranges)
+        if range_learning_rate:
+            _register_range_gradient()
+            for node in simulated.node:
+                if node.op == "FakeQuantWithMinMaxVars":
+                    node.attr["_gradient_op_type"].s = RANGE_GRADIENT.encode()
         self.simulated = fixed_output_fake_quant(simulated)
         self.groups = weight_groups(start)
         self.weights = [tf.Variable(value) for _, value, _ in self.groups]
+        # An all-zero range widened as insert_fake_quant widens it.
+        self.ranges = {p: (low, max(high, low + 1e-6)) for p, (low, high) in ranges.items()}
         self.widths = [max(ranges[p][1] - ranges[p][0], 1e-3) for p in self.points]
+        #: Log of each range's scale: a range is trained as a whole, its
+        #: zero point kept (`_register_range_gradient`).
+        self.log_scales = tf.Variable(tf.zeros(len(self.points)))
         self.optimizer = _Adam(self.weights, learning_rate)
+        self.range_optimizer = _Adam([self.log_scales], range_learning_rate)
+        self.range_learning_rate = range_learning_rate
+        self.learning_rate = learning_rate
         self.feature_weight = feature_weight
         spec = tf.TensorSpec((batch, train.height, train.width, 3), tf.float32)
         #: One optimizer step on a batch of crops; returns the output's squared error.
@@ -258,6 +292,10 @@ class _Int8Training:
         import tensorflow as tf
 
         input_map = {self.train.input: x}
+        scales = tf.unstack(tf.exp(self.log_scales))
+        for point, scale in zip(self.points, scales):
+            for name, bound in zip(range_nodes(point), self.ranges[point]):
+                input_map[name + ":0"] = bound * scale
         for (kind, _, names), variable in zip(self.groups, self.weights):
             tensor = fake_quant_kernel(variable) if kind == "kernel" else tf.identity(variable)
             input_map.update({name + ":0": tensor for name in names})
@@ -302,9 +340,68 @@ class _Int8Training:
         loss = output_error + self.feature_weight * feature_error
         # Symbolic gradients: a GradientTape does not see the ops that
         # import_graph_def creates; tf.gradients walks the graph itself.
-        gradients = tf.gradients(loss, self.weights, stop_gradients=[target, *target_features])
-        self.optimizer.apply(gradients)
+        trained = self.weights + ([self.log_scales] if self.range_learning_rate else [])
+        gradients = tf.gradients(loss, trained, stop_gradients=[target, *target_features])
+        self.optimizer.apply(gradients[: len(self.weights)])
+        if self.range_learning_rate:
+            self.range_optimizer.apply(gradients[len(self.weights) :])
         return output_error
+
+    def decay(self, factor: float) -> None:
+        """Sets both learning rates to `factor` times their first value."""
+        self.optimizer.lr.assign(self.learning_rate * factor)
+        self.range_optimizer.lr.assign(self.range_learning_rate * factor)
+
+    def trained_ranges(self) -> dict[str, tuple[float, float]]:
+        """Each point's `(min, max)` times its trained scale."""
+        scales = np.exp(self.log_scales.numpy())
+        return {
+            point: (float(low * scale), float(high * scale))
+            for point, scale in zip(self.points, scales)
+            for low, high in [self.ranges[point]]
+        }
+
+
+_registered = False
+
+
+def _register_range_gradient() -> None:
+    """Registers `RANGE_GRADIENT`: LSQ-style gradients for a range's scale.
+
+    The stock gradient of `FakeQuantWithMinMaxVars` reaches min and max only
+    from the values they clip, so training can only widen a range. Here the
+    range `(s * min, s * max)` is trained through its scale `s` (Esser et
+    al. 2020, "Learned Step Size Quantization"): with `q = step * (round(x /
+    step) - zero)`, rounding passed straight through and the zero point held,
+    `dq/ds = q - x` inside the range (its rounding error: a smaller step
+    lowers it) and the clipped bound outside (clipping less lowers that).
+    The input's gradient is the stock one: passed inside, 0 outside.
+    """
+    global _registered
+    if _registered:
+        return
+    import tensorflow as tf
+
+    _registered = True
+
+    @tf.RegisterGradient(RANGE_GRADIENT)
+    def _range_scale_gradient(op, grad):
+        x, low, high = op.inputs
+        quantized = op.outputs[0]
+        # The bounds as the kernel nudges them (zero exactly representable).
+        step = (high - low) / 255.0
+        zero = tf.clip_by_value(tf.round(-low / step), 0.0, 255.0)
+        nudged_low, nudged_high = -zero * step, (255.0 - zero) * step
+        inside = tf.logical_and(x >= nudged_low, x <= nudged_high)
+        dx = tf.where(inside, grad, tf.zeros_like(grad))
+        dq_dlog_scale = tf.where(
+            inside, quantized - x, tf.where(x > nudged_high, nudged_high, nudged_low)
+        )
+        dlog_scale = tf.reduce_sum(grad * dq_dlog_scale)
+        # low and high are the calibrated bounds times the scale, so any
+        # split with low * dlow + high * dhigh = dlog_scale is exact.
+        norm = low * low + high * high
+        return dx, dlog_scale * low / norm, dlog_scale * high / norm
 
 
 def check_qat_arguments(quantize: str, calibrator: str, steps: int, data_dir: str | None) -> None:

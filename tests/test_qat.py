@@ -49,6 +49,15 @@ def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
     assert last < 0.9 * first, report.losses
 
     graph, _ = qat.fine_tune(generator, H, W, samples, crop, steps=2, crop=32, batch=1)
+    calibrated, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0)
+    fixed, _ = qat.fine_tune(
+        generator, H, W, samples, crop, steps=2, crop=32, batch=1, range_learning_rate=0
+    )
+    # The ranges are trained and written into the exported graph, or kept with a rate of 0.
+    trained_ranges = _range_constants(graph)
+    assert _range_constants(fixed) == _range_constants(calibrated)
+    moved = [k for k, v in _range_constants(calibrated).items() if trained_ranges[k] != v]
+    assert len(moved) > len(trained_ranges) // 2
     original = qat.freeze(generator, H, W).graph_def
     before = {n.name: n for n in original.node if n.op == "Const"}
     changed = sum(
@@ -60,6 +69,16 @@ def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
         if node.op == "Const" and node.name in before and node.name.endswith("filter")
     )
     assert changed > 10
+
+
+def _range_constants(graph) -> dict[str, float]:
+    import tensorflow as tf
+
+    return {
+        node.name: float(tf.make_ndarray(node.attr["value"].tensor))
+        for node in graph.graph_def.node
+        if node.op == "Const" and node.name.endswith(("/range/min", "/range/max"))
+    }
 
 
 def test_bad_arguments(generator, images):
@@ -109,3 +128,47 @@ def test_cli_exports_after_fine_tuning(tmp_path, calibration_dir, capsys, genera
     assert tflite.main([*argv, "--min-psnr", "0"]) == 0
     printed = capsys.readouterr().out
     assert "quantization-aware fine-tuning: 2 steps" in printed and out.is_file()
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 2.0), (-1.5, 0.7), (-3.0, 0.0)])
+def test_range_gradient_is_that_of_straight_through_rounding(low, high):
+    """The registered gradient equals autodiff of the same int8 steps written with STE rounding.
+
+    Checked for the input and for the log of the range's scale, the one
+    parameter a range trains (its zero point held), on values inside and
+    outside the range.
+    """
+    import tensorflow as tf
+
+    qat._register_range_gradient()
+    x_value = np.random.default_rng(3).uniform(1.3 * low - 0.5, 1.3 * high + 0.5, 400)
+    x_value = x_value.astype(np.float32)
+    weights = np.random.default_rng(4).normal(size=400).astype(np.float32)
+
+    @tf.function
+    def registered(x, log_scale):
+        graph = tf.compat.v1.get_default_graph()
+        with graph.gradient_override_map({"FakeQuantWithMinMaxVars": qat.RANGE_GRADIENT}):
+            q = tf.quantization.fake_quant_with_min_max_vars(
+                x, low * tf.exp(log_scale), high * tf.exp(log_scale), num_bits=8
+            )
+        return q, tf.gradients(tf.reduce_sum(weights * q), [x, log_scale])
+
+    @tf.function
+    def straight_through(x, log_scale):
+        step = (high - low) * tf.exp(log_scale) / 255.0
+        zero = tf.stop_gradient(tf.clip_by_value(tf.round(-low * tf.exp(log_scale) / step), 0, 255))
+        # Clipped before rounding, as the kernel clamps its input first.
+        levels = tf.clip_by_value(x / step + zero, 0.0, 255.0)
+        levels = levels + tf.stop_gradient(tf.round(levels) - levels)
+        q = (levels - zero) * step
+        return q, tf.gradients(tf.reduce_sum(weights * q), [x, log_scale])
+
+    x, log_scale = tf.constant(x_value), tf.constant(0.1)
+    q, (dx, dscale) = registered(x, log_scale)
+    q_ste, (dx_ste, dscale_ste) = straight_through(x, log_scale)
+    np.testing.assert_allclose(q, q_ste, atol=1e-5)
+    inside = np.abs(np.asarray(dx)) > 0
+    assert 0 < inside.sum() < len(x_value)  # values on both sides of the bounds
+    np.testing.assert_allclose(dx, dx_ste, atol=1e-6)
+    np.testing.assert_allclose(dscale, dscale_ste, rtol=1e-4, atol=1e-5)
