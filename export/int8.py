@@ -52,6 +52,7 @@ def int8_calibration(
     qat_images: Sequence[np.ndarray] = (),
     qat_steps: int = 0,
     qat_crop: int | None = None,
+    qat_range_lr: float = 0.0,
     equalize: str = "auto",
 ) -> tuple:
     """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
@@ -60,8 +61,9 @@ def int8_calibration(
         generator: the built generator.
         samples: float32 `(H, W, 3)` calibration images at the export size.
         calibrator: one of `CALIBRATORS`.
-        qat_images, qat_steps, qat_crop: fine-tune for `qat_steps` steps on
-            crops of `qat_images` first (`export.qat.fine_tune`).
+        qat_images, qat_steps, qat_crop, qat_range_lr: fine-tune for
+            `qat_steps` steps on crops of `qat_images` first, the ranges
+            too at rate `qat_range_lr` (`export.qat.fine_tune`).
         equalize: one of `EQUALIZE` (channel equalization of the ranges
             measured in TensorFlow, `export.calibrate.calibrated`).
 
@@ -88,7 +90,14 @@ def int8_calibration(
         )
     elif qat_steps:
         calibrated = _fine_tuned(
-            generator, samples, qat_images, qat_steps, qat_crop, progress, EQUALIZE[equalize]
+            generator,
+            samples,
+            qat_images,
+            steps=qat_steps,
+            crop=qat_crop,
+            range_learning_rate=qat_range_lr,
+            progress=progress,
+            equalize=EQUALIZE[equalize],
         )
     else:
         calibrated = _fixed_ranges(generator, samples, progress, EQUALIZE[equalize])
@@ -120,7 +129,9 @@ def _equalization(scales, equalize: bool | None) -> str:
     return "channels not equalized (no group to scale, or not closer to float in simulated int8)"
 
 
-def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progress, equalize):
+def _fine_tuned(
+    generator, samples, images, *, steps: int, crop, range_learning_rate, progress, equalize
+):
     from export.qat import DEFAULT_CROP, fine_tune
 
     height, width = np.shape(samples[0])[:2]
@@ -132,6 +143,7 @@ def _fine_tuned(generator, samples, images, steps: int, crop: int | None, progre
         images,
         steps,
         crop=crop or DEFAULT_CROP,
+        range_learning_rate=range_learning_rate,
         progress=progress,
         equalize=equalize,
     )

@@ -48,12 +48,12 @@ def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
     first, last = report.loss_change(window=4)
     assert last < 0.9 * first, report.losses
 
-    graph, _ = qat.fine_tune(generator, H, W, samples, crop, steps=2, crop=32, batch=1)
-    calibrated, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0)
-    fixed, _ = qat.fine_tune(
-        generator, H, W, samples, crop, steps=2, crop=32, batch=1, range_learning_rate=0
+    graph, _ = qat.fine_tune(
+        generator, H, W, samples, crop, steps=2, crop=32, batch=1, range_learning_rate=1e-2
     )
-    # The ranges are trained and written into the exported graph, or kept with a rate of 0.
+    calibrated, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0)
+    fixed, _ = qat.fine_tune(generator, H, W, samples, crop, steps=2, crop=32, batch=1)
+    # The ranges are trained and written into the exported graph, or kept by default.
     trained_ranges = _range_constants(graph)
     assert _range_constants(fixed) == _range_constants(calibrated)
     moved = [k for k, v in _range_constants(calibrated).items() if trained_ranges[k] != v]
@@ -113,7 +113,11 @@ def test_cli_bad_qat_input(tmp_path, calibration_dir, capsys, generator_file):
     assert code == 2 and "--qat-steps" in err
     code, err = run_cli([*base, *int8, "--data-dir", calibration_dir], capsys)
     assert code == 2 and "--data-dir" in err and "--qat-steps" in err
+    code, err = run_cli([*base, *int8, "--qat-range-lr", "3e-3"], capsys)
+    assert code == 2 and "--qat-range-lr" in err and "--qat-steps" in err
     qat_flags = ["--qat-steps", "5", "--data-dir", calibration_dir]
+    code, err = run_cli([*base, *int8, *qat_flags, "--qat-range-lr", "-1"], capsys)
+    assert code == 2 and "--qat-range-lr" in err
     code, err = run_cli([*base, *int8, *qat_flags, "--calibrator", "converter"], capsys)
     assert code == 2 and "--calibrator converter" in err
     assert list(out.iterdir()) == []
@@ -125,9 +129,10 @@ def test_cli_exports_after_fine_tuning(tmp_path, calibration_dir, capsys, genera
     argv += ["--quantize", "int8", "--calibration-dir", calibration_dir]
     argv += ["--calibration-samples", "2"]
     argv += ["--qat-steps", "2", "--data-dir", calibration_dir, "--qat-crop", "32", "-o", str(out)]
-    assert tflite.main([*argv, "--min-psnr", "0"]) == 0
+    assert tflite.main([*argv, "--min-psnr", "0", "--qat-range-lr", "3e-3"]) == 0
     printed = capsys.readouterr().out
     assert "quantization-aware fine-tuning: 2 steps" in printed and out.is_file()
+    assert "ranges trained" in printed
 
 
 @pytest.mark.parametrize("low, high", [(0.0, 2.0), (-1.5, 0.7), (-3.0, 0.0)])
