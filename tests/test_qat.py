@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import qat, tflite
+from export import qat, qat_training, tflite
 from export.samples import synthetic_images
 from tests.export_helpers import int8_tflite, run_cli
 
@@ -145,7 +145,7 @@ def test_range_gradient_is_that_of_straight_through_rounding(low, high):
     """
     import tensorflow as tf
 
-    qat._register_range_gradient()
+    qat_training.register_range_gradient()
     x_value = np.random.default_rng(3).uniform(1.3 * low - 0.5, 1.3 * high + 0.5, 400)
     x_value = x_value.astype(np.float32)
     weights = np.random.default_rng(4).normal(size=400).astype(np.float32)
@@ -153,7 +153,7 @@ def test_range_gradient_is_that_of_straight_through_rounding(low, high):
     @tf.function
     def registered(x, log_scale):
         graph = tf.compat.v1.get_default_graph()
-        with graph.gradient_override_map({"FakeQuantWithMinMaxVars": qat.RANGE_GRADIENT}):
+        with graph.gradient_override_map({"FakeQuantWithMinMaxVars": qat_training.RANGE_GRADIENT}):
             q = tf.quantization.fake_quant_with_min_max_vars(
                 x, low * tf.exp(log_scale), high * tf.exp(log_scale), num_bits=8
             )
