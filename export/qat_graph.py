@@ -2,8 +2,9 @@
 
 The weights to train (`weight_groups`: the constants of the convolutions,
 tied by content), what int8 does to them (`fake_quant_kernel`) and to the
-sigmoid and tanh outputs (`fixed_output_fake_quant`), and the trained
-values written back (`with_weights`).
+sigmoid and tanh outputs (`fixed_output_fake_quant`), the trained values
+written back (`with_weights`) and carried into another export graph of the
+same model (`with_trained_weights`: the `stream` signature).
 
 Example:
     >>> groups = weight_groups(frozen)  # doctest: +SKIP
@@ -48,13 +49,8 @@ def fixed_output_fake_quant(graph_def):
     return copy
 
 
-def weight_groups(frozen: FrozenGraph) -> list[tuple[str, np.ndarray, list[str]]]:
-    """Convolution kernels and biases: `(kind, value, const node names)`, equal values tied.
-
-    The export graph makes a constant for each use of a weight, so the
-    recurrent steps' copies of one kernel are tied again by their content.
-    Kernels of zeros (the `A_0` convolution) stay constant.
-    """
+def _weights(frozen: FrozenGraph):
+    """`(const name, kind, value)` of each constant kernel and bias of a convolution."""
     import tensorflow as tf
 
     nodes = {node.name: node for node in frozen.graph_def.node}
@@ -64,14 +60,60 @@ def weight_groups(frozen: FrozenGraph) -> list[tuple[str, np.ndarray, list[str]]
             source = node.input[1].split(":")[0]
             if nodes.get(source) is not None and nodes[source].op == "Const":
                 uses[source] = "bias" if node.op == "BiasAdd" else "kernel"
-    groups: dict[str, tuple[str, np.ndarray, list[str]]] = {}
     for name, kind in uses.items():
         value = tf.make_ndarray(nodes[name].attr["value"].tensor)
-        if value.dtype != np.float32 or not np.any(value):
-            continue
-        key = hashlib.sha1(kind.encode() + str(value.shape).encode() + value.tobytes()).hexdigest()
-        groups.setdefault(key, (kind, value, []))[2].append(name)
+        if value.dtype == np.float32:
+            yield name, kind, value
+
+
+def weight_groups(frozen: FrozenGraph) -> list[tuple[str, np.ndarray, list[str]]]:
+    """Convolution kernels and biases: `(kind, value, const node names)`, equal values tied.
+
+    The export graph makes a constant for each use of a weight, so the
+    recurrent steps' copies of one kernel are tied again by their content.
+    Kernels of zeros (the `A_0` convolution) stay constant.
+    """
+    groups: dict[str, tuple[str, np.ndarray, list[str]]] = {}
+    for name, kind, value in _weights(frozen):
+        if np.any(value):
+            key = hashlib.sha1(kind.encode() + str(value.shape).encode() + value.tobytes())
+            groups.setdefault(key.hexdigest(), (kind, value, []))[2].append(name)
     return list(groups.values())
+
+
+def with_trained_weights(
+    target: FrozenGraph, original: FrozenGraph, trained: FrozenGraph, scales=()
+) -> FrozenGraph:
+    """`target` with the weights fine-tuning trained in another graph of the same model.
+
+    `original` is the graph fine-tuning started from, as frozen from the
+    model, and `trained` the same graph after it, channel-equalized by
+    `scales` (`export.equalization`). The weights go over by constant name:
+    a model's export graphs make one constant per variable, in the order of
+    its variables, so the `stream` graph of a `LiteGenerator` names its
+    weights as its per-frame graph does. Equalization is undone on the way
+    (the float graph is the same either way).
+
+    Raises:
+        RuntimeError: a weight of `target` has no constant of the same name
+            and value in `original`.
+    """
+    import tensorflow as tf
+
+    from export.equalization import with_channel_scales
+
+    plain = with_channel_scales(trained, [(group, 1.0 / scale) for group, scale in scales])
+    started = {name: value for name, _, value in _weights(original)}
+    found = {name: value for name, _, value in _weights(plain)}
+    wanted = {name for name, _, value in _weights(target)}
+    for name, _, value in _weights(target):
+        if name not in started or not np.array_equal(started[name], value):
+            raise RuntimeError(f"weight {name} differs between the export graphs")
+    graph_def = copy_graph_def(target.graph_def)
+    for node in graph_def.node:
+        if node.name in wanted:
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(found[node.name]))
+    return FrozenGraph(graph_def, target.input, target.outputs, target.height, target.width)
 
 
 def fake_quant_kernel(kernel):

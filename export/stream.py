@@ -18,8 +18,10 @@ pooled. Both calibrators do this:
   ranges recorded in TensorFlow on a chain of frames (`stream_ranges`); it
   gets its own fake-quant nodes (`FixedRangeStream`).
 
-Quantization-aware fine-tuning (`--qat-steps`) trains the per-frame graph
-only: an export with it has no `stream` signature (a note says so).
+Quantization-aware fine-tuning (`--qat-steps`) trains the per-frame graph;
+the stream graph takes its trained weights (`export.qat_graph.
+with_trained_weights`, equalization undone) and gets ranges of its own
+measured with them, as above.
 """
 
 from __future__ import annotations
@@ -224,16 +226,24 @@ def int8_stream(
     source, calibration, summary = calibrated
     if not hasattr(generator, "deploy_stream_graph"):
         return source, calibration, summary
-    if qat_steps:
-        note = "\nnote: no 'stream' signature: --qat-steps fine-tunes the per-frame graph only"
-        return source, calibration, summary + note
     if calibrator == "converter":
         how = f"; the 'stream' signature over {CALIBRATION_FRAMES} frames a sample"
         return source, stream_dataset(generator, samples, progress), summary + how
-    stream = freeze_stream(generator, *np.shape(samples[0])[:2])
+    height, width = np.shape(samples[0])[:2]
+    stream = freeze_stream(generator, height, width)
+    trained = ""
+    if qat_steps:
+        from export.frozen import freeze
+        from export.qat_graph import with_trained_weights
+
+        fine_tuned = with_trained_weights(
+            stream.frozen, freeze(generator, height, width), source.frozen, source.scales
+        )
+        stream = StreamGraph(fine_tuned, stream.hidden, stream.cell)
+        trained = " (the fine-tuned weights)"
     values, recorded = stream_ranges(generator, stream, samples, progress=progress)
     how = (
-        f"; the 'stream' signature: ranges of {len(values)} tensors over "
+        f"; the 'stream' signature{trained}: ranges of {len(values)} tensors over "
         f"{CALIBRATION_FRAMES} frames a sample, {recorded.seconds_per_sample:.2f} s per sample"
     )
     return FixedRangeStream(source, stream, values, generator), None, summary + how

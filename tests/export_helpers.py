@@ -30,3 +30,18 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
     code = tflite.main(argv)
     return code, capsys.readouterr().err
+
+
+def run_frozen(frozen, image):
+    """The derained output of a `FrozenGraph` on one `(H, W, 3)` image, as `(H, W, 3)`."""
+    import numpy as np
+    import tensorflow as tf
+
+    @tf.function
+    def run(x):
+        (out,) = tf.graph_util.import_graph_def(
+            frozen.graph_def, input_map={frozen.input: x}, return_elements=[frozen.outputs[0]]
+        )
+        return out
+
+    return np.asarray(run(tf.constant(image[None], tf.float32)))[0]

@@ -14,7 +14,7 @@ import pytest
 from export import calibrate
 from export.convert import convert, float_ops, representative_dataset, write_saved_model
 from export.samples import synthetic_images
-from tests.export_helpers import int8_tflite
+from tests.export_helpers import int8_tflite, run_frozen
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
@@ -177,20 +177,6 @@ def test_cli_calibrator_and_equalize_flags(tmp_path, calibration_dir, capsys, ge
     assert "channels equalized in" in printed, printed
 
 
-def _run(frozen, image) -> np.ndarray:
-    """The derained output of a frozen graph on one image."""
-    import tensorflow as tf
-
-    @tf.function
-    def run(x):
-        (out,) = tf.graph_util.import_graph_def(
-            frozen.graph_def, input_map={frozen.input: x}, return_elements=[frozen.outputs[0]]
-        )
-        return out
-
-    return run(tf.constant(image[None], tf.float32)).numpy()[0]
-
-
 def _int8_kernels(frozen):
     """`frozen` with every biased convolution's kernel rounded as the converter stores it."""
     import tensorflow as tf
@@ -213,9 +199,9 @@ def test_bias_correction_lowers_the_error_of_int8_kernels(frozen, samples, held_
 
     shifts = bias_shifts(frozen, samples)
     assert shifts and all(np.all(np.isfinite(s)) for s in shifts.values())
-    reference = _run(frozen, held_out)
-    rounded = _run(_int8_kernels(frozen), held_out)
-    corrected = _run(_int8_kernels(bias_corrected(frozen, samples)), held_out)
+    reference = run_frozen(frozen, held_out)
+    rounded = run_frozen(_int8_kernels(frozen), held_out)
+    corrected = run_frozen(_int8_kernels(bias_corrected(frozen, samples)), held_out)
     plain_error = np.mean((rounded - reference) ** 2)
     corrected_error = np.mean((corrected - reference) ** 2)
     assert plain_error > 0

@@ -18,14 +18,15 @@ def student():
 
 @pytest.fixture(scope="module")
 def exported(student, calibration_dir, tmp_path_factory):
-    """`exported(mode, calibrator, io)`: the path of that export of `student`, and its report."""
+    """`exported(mode, calibrator, io, qat_steps)`: the path of that export of `student`, and
+    its report."""
     from export.tflite import export_tflite
 
     folder = tmp_path_factory.mktemp("stream")
     cache = {}
 
-    def get(mode: str, calibrator: str = "tensorflow", io: str = "float32"):
-        key = (mode, calibrator, io)
+    def get(mode: str, calibrator: str = "tensorflow", io: str = "float32", qat_steps: int = 0):
+        key = (mode, calibrator, io, qat_steps)
         if key not in cache:
             path = folder / f"{mode}_{calibrator}_{io}.tflite"
             lines: list[str] = []
@@ -41,6 +42,9 @@ def exported(student, calibration_dir, tmp_path_factory):
                 calibration_samples=8,
                 progress=False,
                 log=lines.append,
+                qat_steps=qat_steps,
+                qat_dir=calibration_dir if qat_steps else None,
+                qat_crop=32,
             )
             cache[key] = str(path), lines
         return cache[key]
@@ -197,7 +201,6 @@ def test_carry_state_derain_and_reset(exported):
 
 def test_bad_use_is_a_clear_error(exported, student, tmp_path):
     from export.convert import convert, write_saved_model
-    from export.stream import int8_stream
     from tf_deraindrop.lite import LiteDerainer, LiteModelError
 
     path, _ = exported("none")
@@ -218,10 +221,49 @@ def test_bad_use_is_a_clear_error(exported, student, tmp_path):
     with pytest.raises(ValueError, match="no 'stream' signature"):
         LiteDerainer(alone).stream(np.zeros((H, W, 3), np.uint8))
 
-    # Quantization-aware fine-tuning trains the per-frame graph only: no stream, said so.
-    marker = object()
-    source, _, summary = int8_stream(student, (marker, None, ""), [], "tensorflow", qat_steps=3)
-    assert source is marker and "no 'stream' signature" in summary
+
+def test_fine_tuned_weights_carry_over_to_another_graph_of_the_model(student):
+    """The first frame of `stream` (another graph) with the per-frame graph's trained weights
+    computes what the fine-tuned per-frame graph computes (`test_qat` checks the same through
+    channel equalization, which this student has no group for)."""
+    import tensorflow as tf
+
+    from export.calibrate import FrozenGraph
+    from export.frozen import freeze
+    from export.qat import fine_tune
+    from export.qat_graph import with_trained_weights
+    from export.samples import synthetic_images
+    from tests.export_helpers import run_frozen
+
+    samples = synthetic_images(2, H, W, seed=1)
+    tuned, _ = fine_tune(student, H, W, samples, samples, steps=3, crop=32, learning_rate=1e-3)
+    step = student.deploy_stream_graph()
+    first = tf.function(lambda image: step(image)[:2])
+    concrete = first.get_concrete_function(tf.TensorSpec((1, H, W, 3), tf.float32))
+    outputs = tuple(t.name for t in concrete.graph.outputs)
+    graph = FrozenGraph(concrete.graph.as_graph_def(), concrete.graph.inputs[0].name, outputs, H, W)
+    carried = with_trained_weights(graph, freeze(student, H, W), tuned.frozen, tuned.scales)
+
+    image = samples[0]
+    expected = run_frozen(tuned.frozen, image)
+    np.testing.assert_allclose(run_frozen(carried, image), expected, atol=2e-5)
+    assert np.abs(run_frozen(graph, image) - expected).max() > 1e-3  # the weights did change
+
+
+def test_fine_tuned_int8_export_streams(student, exported):
+    """`--qat-steps`: both signatures int8 in one partition, the stream close to Keras."""
+    from export.stream import stream_coverage
+    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.metrics import psnr
+
+    path, report = exported("int8", qat_steps=2)
+    assert any("'stream' signature (the fine-tuned weights)" in line for line in report), report
+    assert stream_coverage(path).complete
+    derainer = LiteDerainer(path)
+    frames = _video()
+    for frame, expected in zip(frames, _keras_stream(student, frames)):
+        got = derainer.stream(frame).astype(np.float32) / 255
+        assert psnr(got, np.clip(expected[0], 0, 1)) > 25
 
 
 def test_predict_carry_state_on_a_video(exported, tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 
 from export import qat, qat_training, tflite
 from export.samples import synthetic_images
-from tests.export_helpers import int8_tflite, run_cli
+from tests.export_helpers import int8_tflite, run_cli, run_frozen
 
 H, W = 32, 48
 GENERATOR_SEED = 7  # of the conftest's `generator`
@@ -69,6 +69,37 @@ def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
         if node.op == "Const" and node.name in before and node.name.endswith("filter")
     )
     assert changed > 10
+
+
+def test_trained_weights_go_back_unequalized(generator, images):
+    """`with_trained_weights` undoes equalization: the same float output, unequalized weights."""
+    import tensorflow as tf
+
+    from export.qat_graph import with_trained_weights
+
+    samples = synthetic_images(1, H, W, seed=1)
+    tuned, report = qat.fine_tune(
+        generator, H, W, samples, images, steps=2, crop=32, learning_rate=1e-3, equalize=True
+    )
+    assert report.equalized
+    original = qat.freeze(generator, H, W)
+    plain = with_trained_weights(original, original, tuned.frozen, tuned.scales)
+
+    image = samples[0]
+    np.testing.assert_allclose(run_frozen(plain, image), run_frozen(tuned.frozen, image), atol=1e-4)
+    # Unequalized: a weight no longer carries the scales (they reach 4x).
+    names = {n.name for n in original.graph_def.node if n.op == "Const"}
+    changed = [
+        np.abs(tf.make_ndarray(a.attr["value"].tensor) - tf.make_ndarray(b.attr["value"].tensor))
+        for a, b in zip(plain.graph_def.node, original.graph_def.node)
+        if a.name in names and a.op == "Const" and a.attr["value"].tensor.tensor_shape.dim
+    ]
+    equalized = [
+        np.abs(tf.make_ndarray(a.attr["value"].tensor) - tf.make_ndarray(b.attr["value"].tensor))
+        for a, b in zip(tuned.frozen.graph_def.node, original.graph_def.node)
+        if a.name in names and a.op == "Const" and a.attr["value"].tensor.tensor_shape.dim
+    ]
+    assert max(map(np.max, changed)) < 0.5 * max(map(np.max, equalized))
 
 
 def _range_constants(graph) -> dict[str, float]:
