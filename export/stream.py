@@ -221,7 +221,9 @@ def int8_stream(
 
     `calibrated` is what `int8_calibration` returned for `samples` (float32
     `(H, W, 3)` at the export size); a generator without `stream` passes
-    it through unchanged.
+    it through unchanged. After `qat_steps` of fine-tuning, `calibrated`'s
+    source is the fine-tuned `FakeQuantGraph`, whose weights the stream
+    graph takes.
     """
     source, calibration, summary = calibrated
     if not hasattr(generator, "deploy_stream_graph"):
