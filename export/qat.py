@@ -19,12 +19,12 @@ near 26 dB). Here the export graph is fine-tuned with int8 simulated:
   calibrated one;
 * with `range_learning_rate`, so are the activations' ranges, each through
   one scale that multiplies its calibrated min and max (the zero point
-  kept), with the gradient of learned step sizes (`export.qat_training.register_range_gradient`)
-  of the output's error: the stock gradient of `FakeQuantWithMinMaxVars`
-  reaches a range only from the values it clips, so it could only widen it,
-  never trade clipping for finer steps. It is off by default: at 480 x 720
-  it gave the random-weight generator +0.5 dB and took 0.5 dB from a
-  trained one, whose calibrated ranges already fit;
+  kept), along the output error's gradient for learned step sizes
+  (`export.qat_training.register_range_gradient`): the stock gradient of
+  `FakeQuantWithMinMaxVars` reaches a range only from the values it clips,
+  so it could only widen it, never trade clipping for finer steps. It is
+  off by default: at 480 x 720 it gave the random-weight generator +0.7 dB
+  and took 0.5 dB from a trained one, whose calibrated ranges already fit;
 * training starts from the channel-equalized graph where equalization
   brings the int8 graph closer to float (`export.calibrate.calibrated`),
   with biases that take off the mean error of their int8-rounded kernels

@@ -197,8 +197,8 @@ def register_range_gradient() -> None:
     range `(s * min, s * max)` is trained through its scale `s` (Esser et
     al. 2020, "Learned Step Size Quantization"): with `q = step * (round(x /
     step) - zero)`, rounding passed straight through and the zero point held,
-    `dq/ds = q - x` inside the range (its rounding error: a smaller step
-    lowers it) and the clipped bound outside (clipping less lowers that).
+    `dq/dlog(s) = q - x` inside the range (its rounding error: a smaller
+    step lowers it) and the clipped bound outside (clipping less lowers that).
     The input's gradient is the stock one: passed inside, 0 outside.
     """
     global _registered
