@@ -19,8 +19,8 @@ pooled. Both calibrators do this:
   gets its own fake-quant nodes (`FixedRangeStream`).
 
 Quantization-aware fine-tuning (`--qat-steps`) trains the per-frame graph;
-the stream graph takes its trained weights (`export.qat_graph.
-with_trained_weights`, equalization undone) and gets ranges of its own
+the stream graph takes its trained weights, equalization undone
+(`export.qat_graph.with_trained_weights`), and gets ranges of its own
 measured with them, as above.
 """
 
