@@ -36,28 +36,48 @@ def test_a_few_steps_give_a_valid_int8_export(generator, images, tmp_path):
     assert out.shape == (H, W, 3) and np.isfinite(out).all()
 
 
-def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
-    """On one fixed crop the int8-simulated error against float must fall."""
+@pytest.fixture(scope="module")
+def ranges_trained(generator, images):
+    """Two steps with the ranges trained too, from an equalized graph: `(graph, samples)`."""
+    samples = synthetic_images(1, H, W, seed=1)
+    graph, report = qat.fine_tune(
+        generator,
+        H,
+        W,
+        samples,
+        images,
+        steps=2,
+        crop=32,
+        learning_rate=1e-3,
+        range_learning_rate=1e-2,
+        equalize=True,
+    )
+    assert report.equalized and report.ranges_trained
+    return graph, samples
+
+
+def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images, ranges_trained):
+    """On one fixed crop the int8-simulated error against float must fall.
+
+    The kernels change, and the ranges stay calibrated by default or move
+    when trained.
+    """
     import tensorflow as tf
 
     samples = synthetic_images(1, H, W, seed=1)
     crop = [images[0][:32, :32]]  # one image of the crop's size: every step sees it (or its flip)
-    _, report = qat.fine_tune(
-        generator, H, W, samples, crop, steps=24, crop=32, batch=1, learning_rate=1e-3
+    fixed, report = qat.fine_tune(
+        generator, H, W, samples, crop, steps=24, crop=32, learning_rate=1e-3, equalize=False
     )
     first, last = report.loss_change(window=4)
     assert last < 0.9 * first, report.losses
 
-    graph, _ = qat.fine_tune(
-        generator, H, W, samples, crop, steps=2, crop=32, batch=1, range_learning_rate=1e-2
-    )
-    calibrated, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0)
-    fixed, _ = qat.fine_tune(generator, H, W, samples, crop, steps=2, crop=32, batch=1)
-    # The ranges are trained and written into the exported graph, or kept by default.
-    trained_ranges = _range_constants(graph)
+    calibrated, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0, equalize=False)
     assert _range_constants(fixed) == _range_constants(calibrated)
-    moved = [k for k, v in _range_constants(calibrated).items() if trained_ranges[k] != v]
-    assert len(moved) > len(trained_ranges) // 2
+    equalized, _ = qat.fine_tune(generator, H, W, samples, crop, steps=0, equalize=True)
+    trained = _range_constants(ranges_trained[0])
+    moved = [k for k, v in _range_constants(equalized).items() if trained[k] != v]
+    assert len(moved) > len(trained) // 2
     original = qat.freeze(generator, H, W).graph_def
     before = {n.name: n for n in original.node if n.op == "Const"}
     changed = sum(
@@ -65,23 +85,19 @@ def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images):
             tf.make_ndarray(node.attr["value"].tensor),
             tf.make_ndarray(before[node.name].attr["value"].tensor),
         )
-        for node in graph.graph_def.node
+        for node in fixed.graph_def.node
         if node.op == "Const" and node.name in before and node.name.endswith("filter")
     )
     assert changed > 10
 
 
-def test_trained_weights_go_back_unequalized(generator, images):
+def test_trained_weights_go_back_unequalized(generator, ranges_trained):
     """`with_trained_weights` undoes equalization: the same float output, unequalized weights."""
     import tensorflow as tf
 
     from export.qat_graph import with_trained_weights
 
-    samples = synthetic_images(1, H, W, seed=1)
-    tuned, report = qat.fine_tune(
-        generator, H, W, samples, images, steps=2, crop=32, learning_rate=1e-3, equalize=True
-    )
-    assert report.equalized
+    tuned, samples = ranges_trained
     original = qat.freeze(generator, H, W)
     plain = with_trained_weights(original, original, tuned.frozen, tuned.scales)
 
