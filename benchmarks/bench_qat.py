@@ -69,12 +69,10 @@ def main() -> None:
         scores = common.tflite_psnr(model, work, generator, [held_out, *seen], args.threads)
         return scores[0], scores[1:]
 
-    range_rate = (
-        qat.SUGGESTED_RANGE_LEARNING_RATE
-        if args.range_learning_rate is None
-        else args.range_learning_rate
-    )
-    runs = [(0, 0.0), (args.steps, 0.0)] + ([(args.steps, range_rate)] if range_rate else [])
+    trained_rate = args.range_learning_rate
+    if trained_rate is None:
+        trained_rate = qat.SUGGESTED_RANGE_LEARNING_RATE
+    runs = [(0, 0.0), (args.steps, 0.0)] + ([(args.steps, trained_rate)] if trained_rate else [])
     for label, generator in generators:
         report.section(f"{label}:")
         for steps, range_rate in runs:
