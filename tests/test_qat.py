@@ -24,21 +24,9 @@ def images():
     return synthetic_images(3, 40, 56, seed=11)
 
 
-def test_a_few_steps_give_a_valid_int8_export(generator, images, tmp_path):
-    from tf_deraindrop.lite import LiteDerainer
-
-    samples = synthetic_images(2, H, W, seed=1)
-    graph, report = qat.fine_tune(generator, H, W, samples, images, steps=3, crop=32, batch=1)
-    assert report.steps == 3 and len(report.losses) == 3
-    assert all(np.isfinite(report.losses)) and report.weights > 0
-    path = int8_tflite(graph, tmp_path, "qat.tflite", H, W)
-    out = LiteDerainer(str(path)).run_tile(samples[0])
-    assert out.shape == (H, W, 3) and np.isfinite(out).all()
-
-
 @pytest.fixture(scope="module")
 def ranges_trained(generator, images):
-    """Two steps with the ranges trained too, from an equalized graph: `(graph, samples)`."""
+    """Two steps, ranges trained too, from an equalized graph: `(graph, report, samples)`."""
     samples = synthetic_images(1, H, W, seed=1)
     graph, report = qat.fine_tune(
         generator,
@@ -53,7 +41,19 @@ def ranges_trained(generator, images):
         equalize=True,
     )
     assert report.equalized and report.ranges_trained
-    return graph, samples
+    return graph, report, samples
+
+
+def test_a_few_steps_give_a_valid_int8_export(ranges_trained, tmp_path):
+    """Trained weights, equalized channels and trained ranges convert in one XNNPACK partition."""
+    from tf_deraindrop.lite import LiteDerainer
+
+    graph, report, samples = ranges_trained
+    assert report.steps == 2 and len(report.losses) == 2
+    assert all(np.isfinite(report.losses)) and report.weights > 0
+    path = int8_tflite(graph, tmp_path, "qat.tflite", H, W)
+    out = LiteDerainer(str(path)).run_tile(samples[0])
+    assert out.shape == (H, W, 3) and np.isfinite(out).all()
 
 
 def test_fine_tuning_changes_weights_and_lowers_the_error(generator, images, ranges_trained):
@@ -97,7 +97,7 @@ def test_trained_weights_go_back_unequalized(generator, ranges_trained):
 
     from export.qat_graph import with_trained_weights
 
-    tuned, samples = ranges_trained
+    tuned, _, samples = ranges_trained
     original = qat.freeze(generator, H, W)
     plain = with_trained_weights(original, original, tuned.frozen, tuned.scales)
 
