@@ -51,7 +51,6 @@ def main() -> None:
 
     from export import calibrate
     from export.bias_correction import bias_corrected
-    from export.frozen import copy_graph_def, tensor_name
     from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups
     from export.samples import fit_samples
     from tf_deraindrop.metrics import psnr
@@ -75,37 +74,18 @@ def main() -> None:
 
     def simulate(wide=(), per_channel=False) -> float:
         """PSNR with the parts in `wide` at 16 bits (every activation per channel if asked)."""
-        graph_def = copy_graph_def(frozen.graph_def)
-        renamed, added = {}, []
+        ranges, bits = {}, {}
         for point in points:
             low, high = values[point]
-            high = max(high, low + 1e-6)  # a constant zero tensor: any step holds it
-            op = "FakeQuantWithMinMaxVars"
             if per_channel and point != frozen.input:
                 channel_low, channel_high = extremes[point]
                 low = np.maximum(np.minimum(channel_low, 0), low)
                 high = np.minimum(np.maximum(channel_high, 1e-6), high)
-                op += "PerChannel"
-            node = tf.compat.v1.NodeDef(name=point.split(":")[0] + "/diag", op=op)
-            node.input.append(point)
-            for suffix, value in (("min", low), ("max", high)):
-                const = tf.compat.v1.NodeDef(name=f"{node.name}/{suffix}", op="Const")
-                const.attr["dtype"].type = tf.float32.as_datatype_enum
-                const.attr["value"].tensor.CopyFrom(
-                    tf.make_tensor_proto(np.asarray(value, np.float32), tf.float32)
-                )
-                added.append(const)
-                node.input.append(const.name)
-            node.attr["num_bits"].i = 16 if part(point) in wide else 8
-            renamed[point] = node.name + ":0"
-            added.append(node)
-        for node in graph_def.node:
-            for k, name in enumerate(node.input):
-                if not name.startswith("^") and tensor_name(name) in renamed:
-                    node.input[k] = renamed[tensor_name(name)]
-        graph_def.node.extend(added)
+            ranges[point] = (low, high)
+            bits[point] = 16 if part(point) in wide else 8
+        graph_def, outputs = calibrate.insert_fake_quant(frozen, ranges, bits)
         graph_def = fixed_output_fake_quant(graph_def)
-        output = renamed.get(frozen.outputs[0], frozen.outputs[0])
+        output = outputs[0]
 
         @tf.function
         def run(image):

@@ -240,11 +240,15 @@ def range_nodes(point: str) -> tuple[str, str]:
     return f"{node}/range/min", f"{node}/range/max"
 
 
-def insert_fake_quant(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
+def insert_fake_quant(
+    frozen: FrozenGraph, ranges: dict[str, tuple], num_bits: dict[str, int] | None = None
+):
     """A copy of the graph with a `FakeQuantWithMinMaxVars` after each tensor in `ranges`.
 
     Each one's min and max are constants (`range_nodes`), which training can
-    map to variables (`export.qat`).
+    map to variables (`export.qat`). A range given as arrays (one value a
+    channel) gets `FakeQuantWithMinMaxVarsPerChannel`; `num_bits` sets a
+    tensor's bits other than 8 (`benchmarks/diag_int8_activations.py`).
 
     Returns:
         `(graph_def, outputs)`: the graph and the names of its two outputs.
@@ -255,18 +259,22 @@ def insert_fake_quant(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]
     renamed = {}
     added = []
     for name, (low, high) in ranges.items():
-        if high - low < 1e-6:  # a constant zero tensor: any step holds it
+        per_channel = np.ndim(low) > 0
+        if not per_channel and high - low < 1e-6:  # a constant zero tensor: any step holds it
             high = low + 1e-6
         node_name = name.split(":")[0]
-        fake = tf.compat.v1.NodeDef(name=f"{node_name}/range", op="FakeQuantWithMinMaxVars")
+        op = "FakeQuantWithMinMaxVarsPerChannel" if per_channel else "FakeQuantWithMinMaxVars"
+        fake = tf.compat.v1.NodeDef(name=f"{node_name}/range", op=op)
         fake.input.append(name)
         for const_name, value in zip(range_nodes(name), (low, high)):
             const = tf.compat.v1.NodeDef(name=const_name, op="Const")
             const.attr["dtype"].type = tf.float32.as_datatype_enum
-            const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, tf.float32))
+            const.attr["value"].tensor.CopyFrom(
+                tf.make_tensor_proto(np.asarray(value, np.float32), tf.float32)
+            )
             fake.input.append(const_name)
             added.append(const)
-        fake.attr["num_bits"].i = 8
+        fake.attr["num_bits"].i = (num_bits or {}).get(name, 8)
         fake.attr["narrow_range"].b = False
         renamed[name] = fake.name + ":0"
         added.append(fake)
