@@ -5,9 +5,10 @@ Simulated in TensorFlow (`export.int8_simulation`'s fake quantization), at
 with equalization forced on and biases corrected (as QAT starts from it):
 PSNR of the output against the float generator on the held-out photo,
 with every activation at 8 bits, with all of them at 16 bits (the weights'
-cost alone), with one part at a time at 16 bits, and with a scale per
-channel for every activation (which TFLite does not have), before any
-fine-tuning. A diagnosis, not a goal. The random-weight generator unless `--weights`.
+cost alone), with a scale per channel for every activation (which
+TFLite does not have), and with one part at a time at 16 bits or per
+channel, before any fine-tuning. A diagnosis, not a goal. The
+random-weight generator unless `--weights`.
 
     python benchmarks/diag_int8_activations.py [--weights generator.keras]
 """
@@ -72,12 +73,12 @@ def main() -> None:
             rounded = fake_quant_kernel(tf.constant(value)).numpy()
             kernels.update({name + ":0": rounded for name in names})
 
-    def simulate(wide=(), per_channel=False) -> float:
-        """PSNR with the parts in `wide` at 16 bits (every activation per channel if asked)."""
+    def simulate(wide=(), per_channel=()) -> float:
+        """PSNR with the parts in `wide` at 16 bits and those in `per_channel` per channel."""
         ranges, bits = {}, {}
         for point in points:
             low, high = values[point]
-            if per_channel and point != frozen.input:
+            if part(point) in per_channel and point != frozen.input:
                 channel_low, channel_high = extremes[point]
                 low = np.maximum(np.minimum(channel_low, 0), low)
                 high = np.minimum(np.maximum(channel_high, 1e-6), high)
@@ -109,11 +110,13 @@ def main() -> None:
     base = simulate()
     report.say(f"  every activation at 8 bits: {base:.2f} dB")
     report.say(f"  every activation at 16 bits (the int8 weights' cost): {simulate(parts):.2f} dB")
-    report.say(f"  a scale per channel for every activation: {simulate(per_channel=True):.2f} dB")
+    every = simulate(per_channel=parts)
+    report.say(f"  a scale per channel for every activation: {every:.2f} dB", "")
+    report.say("  one part at a time: gain at 16 bits | gain with a scale per channel")
     for name in parts:
         count = sum(part(point) == name for point in points)
-        gain = simulate((name,)) - base
-        report.say(f"  {name} ({count} tensors) at 16 bits: {gain:+.2f} dB")
+        wide, channels = simulate((name,)) - base, simulate(per_channel=(name,)) - base
+        report.say(f"  {name} ({count} tensors): {wide:+.2f} dB | {channels:+.2f} dB")
     report.write(args.out, "int8_activations_cpu.txt", f"tensorflow {tf.__version__}")
 
 
