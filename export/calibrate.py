@@ -96,7 +96,7 @@ def quantization_points(frozen: FrozenGraph) -> list[str]:
     return points
 
 
-def _bfloat16_graph_def(graph_def):
+def bfloat16_graph_def(graph_def):
     """A copy of `graph_def` computing in bfloat16 (float32 constants and attributes cast)."""
     import tensorflow as tf
 
@@ -191,7 +191,7 @@ def record_ranges(
     graph_def = frozen.graph_def
     dtype = tf.float32
     if precision == "bfloat16":
-        graph_def, dtype = _bfloat16_graph_def(graph_def), tf.bfloat16
+        graph_def, dtype = bfloat16_graph_def(graph_def), tf.bfloat16
 
     per_channel = set(channels)
 
