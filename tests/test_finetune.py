@@ -82,14 +82,16 @@ def test_freeze_attention_trains_only_the_autoencoder(
 
 
 def test_a_resumed_run_keeps_its_lineage_and_does_not_reimport(
-    pairs_dir, authors_checkpoint, tmp_path, capsys
+    pairs_dir, authors_checkpoint, imported, tmp_path, capsys
 ):
+    """Killed and resumed with the attention network frozen: the frozen part, which no
+    optimizer holds, comes back from the checkpoint, not from a fresh generator."""
     import shutil
 
     init = str(tmp_path / "gen_copy.pkl")
     shutil.copyfile(authors_checkpoint, init)
     out = str(tmp_path / "lineage")
-    flags = _flags(pairs_dir, out, steps=8, **{"init-generator": init})
+    flags = _flags(pairs_dir, out, steps=8, **{"init-generator": init, "freeze": "attention"})
     kill_at_first_checkpoint(train_command(*flags), out)
     # The import file is gone: the resume must not need it, and must not re-import.
     os.remove(init)
@@ -99,6 +101,10 @@ def test_a_resumed_run_keeps_its_lineage_and_does_not_reimport(
     assert record["config"]["init_generator"] == init
     assert record["resolved"]["resumed_from_step"] > 0
     assert f"the run started from: generator from {init}" in record["resolved"]["starting_weights"]
+    result = _trained_generator(out)
+    for layer, original in zip(result.part_layers("attention"), imported.part_layers("attention")):
+        for new, old in zip(layer.get_weights(), original.get_weights(), strict=True):
+            np.testing.assert_array_equal(new, old, err_msg=layer.name)
 
 
 def test_bad_init_files_are_named_before_any_data_is_read(tmp_path, capsys):

@@ -10,7 +10,8 @@ import tensorflow as tf
 from tf_deraindrop import metrics
 from tf_deraindrop.losses import PerceptualLoss
 from tf_deraindrop.models import Discriminator, Generator
-from tf_deraindrop.training.gan import AttentiveGAN
+from tf_deraindrop.training.finetune import freeze_part
+from tf_deraindrop.training.gan import AttentiveGAN, weights_by_path
 
 TERMS = (
     "attention",
@@ -36,10 +37,14 @@ def _batch(size=SIZE, batch=2, seed=0):
     return rainy, clean, mask
 
 
-def _gan(size=SIZE, perceptual=True, dtype=None, lr=1e-3, eager=True, **compile_args):
-    keras.utils.set_random_seed(1)
+def _gan(
+    size=SIZE, perceptual=True, dtype=None, lr=1e-3, eager=True, seed=1, freeze=None, **compile_args
+):
+    keras.utils.set_random_seed(seed)
+    generator = Generator(dtype=dtype)
+    freeze_part(generator, freeze)  # before compile, as a run does
     gan = AttentiveGAN(
-        Generator(dtype=dtype),
+        generator,
         Discriminator(crop_size=size, dtype=dtype),
         PerceptualLoss(weights=None, dtype=dtype) if perceptual else None,
     )
@@ -178,3 +183,41 @@ def test_checkpoint_holds_weights_optimizer_state_and_step(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(gan.discriminator.weights, other.discriminator.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("part", ["attention", "autoencoder"])
+def test_checkpoint_keeps_a_frozen_part(tmp_path, part):
+    """No optimizer tracks a frozen layer: the residual blocks and dilated convolutions,
+    kept in lists, must still come back (restored into a generator of other weights)."""
+    gan = _gan(perceptual=False, freeze=part)
+    path = gan.checkpoint().save(str(tmp_path / "ckpt"))
+    other = _gan(perceptual=False, freeze=part, seed=2)
+    keys = weights_by_path(gan.generator)
+    assert any(key.startswith(("det_conv1/", "diconv1/")) for key in keys)  # list-held layers
+    other.checkpoint().restore(path).assert_existing_objects_matched()
+    for a, b in zip(gan.generator.weights, other.generator.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_a_checkpoint_of_the_old_layout_resumes_unless_a_part_is_frozen(tmp_path):
+    """Checkpoints written before the named weights restore through `build.restore`;
+    with `--freeze` they lack the frozen part, and the resume says so."""
+    from types import SimpleNamespace
+
+    from tf_deraindrop.training.build import TrainError, restore
+    from tf_deraindrop.training.config import TrainConfig
+
+    init = SimpleNamespace(requested=False)
+    for freeze in (None, "attention"):
+        gan = _gan(perceptual=False, freeze=freeze)
+        gan.train_on_batch(*_batch(batch=1))
+        directory = str(tmp_path / f"checkpoints_{freeze}")
+        tf.train.CheckpointManager(gan.checkpoint(named_weights=False), directory, 3).save()
+        other = _gan(perceptual=False, seed=2, freeze=freeze)
+        if freeze:
+            with pytest.raises(TrainError, match="frozen attention part"):
+                restore(other, TrainConfig(freeze=freeze), directory, init)
+            continue
+        assert restore(other, TrainConfig(), directory, init) == 1
+        for a, b in zip(gan.generator.weights, other.generator.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

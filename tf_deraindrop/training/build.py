@@ -96,11 +96,21 @@ def restore(gan, config: TrainConfig, directory: str, init, resume: bool | None 
     (`finetune.InitialWeights`), if it names any.
     """
     from tf_deraindrop.training.checkpoints import ResumeError, restore_run
+    from tf_deraindrop.training.gan import has_named_weights
+
+    def matching(prefix: str):
+        return gan.checkpoint(named_weights=has_named_weights(prefix))
 
     try:
-        restored = restore_run(gan.checkpoint(), directory) if resume is not False else None
+        restored = restore_run(matching, directory) if resume is not False else None
     except ResumeError as err:
         raise TrainError(str(err)) from err
+    if restored is not None and config.freeze and not has_named_weights(restored):
+        raise TrainError(
+            f"cannot resume from {restored}: it was written before checkpoints kept every "
+            f"weight, and the frozen {config.freeze} part's weights are not in it. Start a "
+            "new run (another --out-dir) with the same --init-* and --freeze flags."
+        )
     if restored is None:
         for name in init.apply(gan):
             print(f"Starting the {name} from {getattr(config, 'init_' + name)}.", flush=True)

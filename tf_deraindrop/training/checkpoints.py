@@ -342,7 +342,8 @@ def _restore_newest_readable(checkpoint, directory: str, candidates: list[str]) 
     failures = []
     for prefix in reversed(candidates):
         try:
-            checkpoint.restore(prefix).assert_existing_objects_matched()
+            target = checkpoint(prefix) if callable(checkpoint) else checkpoint
+            target.restore(prefix).assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001 - any failure to read means: try an older one
             failures.append((prefix, str(err).splitlines()[0] if str(err) else type(err).__name__))
             continue
@@ -369,8 +370,11 @@ def _restore_newest_readable(checkpoint, directory: str, candidates: list[str]) 
     )
 
 
-def restore_run(checkpoint: tf.train.Checkpoint, directory: str) -> str | None:
+def restore_run(checkpoint, directory: str) -> str | None:
     """Restores the newest usable checkpoint of `directory` into `checkpoint`.
+
+    `checkpoint` is a `tf.train.Checkpoint`, or a function of a checkpoint's
+    prefix giving the one that matches its layout.
 
     After a NaN stop, that is the newest confirmed checkpoint (later ones go
     to `rejected/`); otherwise the newest one. A checkpoint that cannot be

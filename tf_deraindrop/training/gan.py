@@ -253,16 +253,57 @@ class AttentiveGAN(keras.Model):
             return ops.cast(optimizer.dynamic_scale, "float32")
         return ops.convert_to_tensor(1.0, dtype="float32")
 
-    def checkpoint(self) -> tf.train.Checkpoint:
+    def checkpoint(self, named_weights: bool = True) -> tf.train.Checkpoint:
         """A `tf.train.Checkpoint` of everything a resumed run needs.
 
         Networks, both optimizers (moments, iterations, loss scale) and the step
         count; not the frozen VGG, which comes from its weights file.
+
+        Keras 3 on TensorFlow leaves the layers a model keeps in lists and
+        dicts (the generator's residual blocks and dilated convolutions) out
+        of a `tf.train.Checkpoint` of the model itself (keras-team/keras
+        issue 19425). The optimizers reach the trainable ones, but a part
+        frozen with `--freeze` would come back at its initial values. So
+        every weight of both networks is also saved by its path in its
+        network (`named_weights`).
+
+        Args:
+            named_weights: False gives the layout of checkpoints written
+                before the named weights (`has_named_weights`), to resume them.
         """
+        parts = {}
+        if named_weights:
+            parts["generator_weights"] = weights_by_path(self.generator)
+            parts["discriminator_weights"] = weights_by_path(self.discriminator)
         return tf.train.Checkpoint(
             generator=self.generator,
             discriminator=self.discriminator,
             g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer,
             global_step=self.global_step,
+            **parts,
         )
+
+
+def weights_by_path(model: keras.Model) -> dict:
+    """`model`'s weights by their path below the model (`det_conv1/conv_a/kernel`).
+
+    The model's own name and the scopes above it are left out: a second
+    GAN in one process holds `attentive_gan_1/generator_1/...`, and its
+    checkpoint must still match the first one's.
+    """
+    found = {}
+    for weight in model.weights:
+        parts = weight.path.split("/")
+        if model.name in parts:
+            parts = parts[parts.index(model.name) + 1 :]
+        path = "/".join(parts)
+        if path in found:
+            raise ValueError(f"{model.name} has two weights at {path}; checkpoints need one")
+        found[path] = weight
+    return found
+
+
+def has_named_weights(prefix: str) -> bool:
+    """Whether the checkpoint at `prefix` holds the named weights of `AttentiveGAN.checkpoint`."""
+    return any(name.startswith("generator_weights/") for name, _ in tf.train.list_variables(prefix))
