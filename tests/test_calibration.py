@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from export import calibrate
+from export.bias_correction import bias_shifts
 from export.convert import convert, float_ops, representative_dataset, write_saved_model
 from export.samples import synthetic_images
 from tests.export_helpers import int8_tflite, run_frozen
@@ -105,6 +106,17 @@ def test_fixed_ranges_convert_like_the_calibrated_model(
 
     reference = convert(saved_model, "int8", representative_dataset(samples, False))
     graph, ranges = calibrate.fixed_range_graph(generator, H, W, samples, precision="float32")
+    # The biases are corrected for the int8 kernels (on the first BIAS_SAMPLES samples).
+    plain, _ = calibrate.fixed_range_graph(
+        generator, H, W, samples, precision="float32", correct_biases=False
+    )
+    shifts = bias_shifts(plain.frozen, samples[: calibrate.BIAS_SAMPLES])
+    np.testing.assert_allclose(
+        _constants(graph.frozen, shifts),
+        _constants(plain.frozen, shifts) - _stack(shifts),
+        atol=1e-6,
+    )
+    assert np.abs(_stack(shifts)).max() > 1e-4
     paths = {"fixed": int8_tflite(graph, tmp_path, "fixed.tflite", H, W)}
     paths["reference"] = tmp_path / "reference.tflite"
     paths["reference"].write_bytes(reference)
@@ -118,6 +130,17 @@ def test_fixed_ranges_convert_like_the_calibrated_model(
         for name, path in paths.items()
     }
     assert scores["fixed"] >= scores["reference"] - 0.5, scores
+
+
+def _constants(frozen, names) -> np.ndarray:
+    import tensorflow as tf
+
+    nodes = {node.name: node for node in frozen.graph_def.node}
+    return np.concatenate([tf.make_ndarray(nodes[name].attr["value"].tensor) for name in names])
+
+
+def _stack(shifts) -> np.ndarray:
+    return np.concatenate([np.asarray(value, np.float32) for value in shifts.values()])
 
 
 def test_float_ops_names_what_stays_float(saved_model):
@@ -195,7 +218,7 @@ def _int8_kernels(frozen):
 
 
 def test_bias_correction_lowers_the_error_of_int8_kernels(frozen, samples, held_out):
-    from export.bias_correction import bias_corrected, bias_shifts
+    from export.bias_correction import bias_corrected
 
     shifts = bias_shifts(frozen, samples)
     assert shifts and all(np.all(np.isfinite(s)) for s in shifts.values())
