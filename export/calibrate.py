@@ -22,7 +22,8 @@ over every sample, widened to hold 0, as the converter's calibrator does.
 `calibrated` (and `fixed_range_graph`) also measures, in the same pass,
 what evening out the channels of every tensor whose scale can move between
 convolutions needs (`export.equalization`), and keeps that where int8
-simulated on the samples says it helps.
+simulated on the samples says it helps. `fixed_range_graph`, the export's
+path, then corrects each bias for its int8 kernel (`export.bias_correction`).
 
 Example:
     >>> frozen = freeze(generator, 480, 720)  # doctest: +SKIP
