@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -370,7 +370,9 @@ def _restore_newest_readable(checkpoint, directory: str, candidates: list[str]) 
     )
 
 
-def restore_run(checkpoint, directory: str) -> str | None:
+def restore_run(
+    checkpoint: tf.train.Checkpoint | Callable[[str], tf.train.Checkpoint], directory: str
+) -> str | None:
     """Restores the newest usable checkpoint of `directory` into `checkpoint`.
 
     `checkpoint` is a `tf.train.Checkpoint`, or a function of a checkpoint's
