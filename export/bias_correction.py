@@ -33,6 +33,8 @@ from export.frozen import FrozenGraph, consumers, copy_graph_def, tensor_name
 
 #: Ops between a convolution and its bias that only move values.
 _BETWEEN = frozenset({"BatchToSpaceND", "Reshape", "Identity"})
+#: Ops between a bias constant and its BiasAdd that only reshape it.
+_BIAS_MOVES = frozenset({"Reshape", "Squeeze", "Identity"})
 
 
 def int8_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -59,10 +61,26 @@ def biased_convolutions(frozen: FrozenGraph) -> list[tuple[str, np.ndarray, str]
             users = readers.get(users[0].name + ":0", [])
         if not np.any(kernel) or len(users) != 1 or users[0].op != "BiasAdd":
             continue
-        bias = nodes[users[0].input[1].split(":")[0]]
-        if bias.op == "Const":
-            found.append((tensor_name(node.input[0]), kernel, bias.name))
+        bias = bias_constant(nodes, readers, users[0].input[1])
+        if bias is not None:
+            found.append((tensor_name(node.input[0]), kernel, bias))
     return found
+
+
+def bias_constant(nodes: dict, readers: dict, name: str) -> str | None:
+    """The Const behind a BiasAdd's bias input `name`, through reshapes (a
+    `LiteGenerator`'s convolutions reshape theirs), if nothing else reads it.
+
+    Args:
+        nodes: the graph's nodes by name.
+        readers: `export.frozen.consumers` of the graph.
+    """
+    node = nodes[name.split(":")[0]]
+    while node.op in _BIAS_MOVES and len(readers.get(node.name + ":0", [])) == 1:
+        node = nodes[node.input[0].split(":")[0]]
+    if node.op != "Const" or len(readers.get(node.name + ":0", [])) != 1:
+        return None
+    return node.name
 
 
 def input_means(frozen: FrozenGraph, tensors: Sequence[str], samples) -> list[np.ndarray]:

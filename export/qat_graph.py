@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from export.frozen import FrozenGraph, copy_graph_def
+from export.frozen import FrozenGraph, consumers, copy_graph_def
 
 
 def fixed_output_fake_quant(graph_def):
@@ -53,13 +53,18 @@ def _weights(frozen: FrozenGraph):
     """`(const name, kind, value)` of each constant kernel and bias of a convolution."""
     import tensorflow as tf
 
+    from export.bias_correction import bias_constant
+
     nodes = {node.name: node for node in frozen.graph_def.node}
+    readers = consumers(frozen.graph_def)
     uses: dict[str, str] = {}
     for node in frozen.graph_def.node:
         if node.op in ("Conv2D", "DepthwiseConv2dNative", "BiasAdd") and len(node.input) > 1:
             source = node.input[1].split(":")[0]
             if nodes.get(source) is not None and nodes[source].op == "Const":
                 uses[source] = "bias" if node.op == "BiasAdd" else "kernel"
+            elif node.op == "BiasAdd" and (moved := bias_constant(nodes, readers, source)):
+                uses[moved] = "bias"  # through reshapes: a LiteGenerator's biases
     for name, kind in uses.items():
         value = tf.make_ndarray(nodes[name].attr["value"].tensor)
         if value.dtype == np.float32:

@@ -221,9 +221,9 @@ def int8_stream(
 
     `calibrated` is what `int8_calibration` returned for `samples` (float32
     `(H, W, 3)` at the export size); a generator without `stream` passes
-    it through unchanged. After `qat_steps` of fine-tuning, `calibrated`'s
-    source is the fine-tuned `FakeQuantGraph`, whose weights the stream
-    graph takes.
+    it through unchanged. The stream graph takes the weights of
+    `calibrated`'s `FakeQuantGraph`: its biases corrected for the int8
+    kernels, and after `qat_steps` of fine-tuning, the fine-tuned weights.
     """
     source, calibration, summary = calibrated
     if not hasattr(generator, "deploy_stream_graph"):
@@ -232,17 +232,15 @@ def int8_stream(
         how = f"; the 'stream' signature over {CALIBRATION_FRAMES} frames a sample"
         return source, stream_dataset(generator, samples, progress), summary + how
     height, width = np.shape(samples[0])[:2]
-    stream = freeze_stream(generator, height, width)
-    trained = ""
-    if qat_steps:
-        from export.frozen import freeze
-        from export.qat_graph import with_trained_weights
+    from export.frozen import freeze
+    from export.qat_graph import with_trained_weights
 
-        fine_tuned = with_trained_weights(
-            stream.frozen, freeze(generator, height, width), source.frozen, source.scales
-        )
-        stream = StreamGraph(fine_tuned, stream.hidden, stream.cell)
-        trained = " (the fine-tuned weights)"
+    stream = freeze_stream(generator, height, width)
+    carried = with_trained_weights(
+        stream.frozen, freeze(generator, height, width), source.frozen, source.scales
+    )
+    stream = StreamGraph(carried, stream.hidden, stream.cell)
+    trained = " (the fine-tuned weights)" if qat_steps else " (the corrected biases)"
     values, recorded = stream_ranges(generator, stream, samples, progress=progress)
     how = (
         f"; the 'stream' signature{trained}: ranges of {len(values)} tensors over "
