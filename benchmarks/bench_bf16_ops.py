@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -52,7 +51,6 @@ def session_config(threads: int):
 
 def profile(graph_def, input_name: str, output_name: str, image, threads: int, repeats: int = 3):
     """`(median seconds, {op type: traced seconds}, convolution FLOPs)` of one graph."""
-    import numpy as np
     import tensorflow as tf
     from tensorflow.core.protobuf import config_pb2
 
@@ -63,12 +61,8 @@ def profile(graph_def, input_name: str, output_name: str, image, threads: int, r
     output = graph.get_tensor_by_name(output_name)
     feed = {inputs: image.astype(inputs.dtype.as_numpy_dtype)}
     with tf.compat.v1.Session(graph=graph, config=session_config(threads)) as session:
-        session.run(output, feed)  # graph optimization and weight layouts, once
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            session.run(output, feed)
-            times.append(time.perf_counter() - start)
+        # The warm-up call optimizes the graph and lays out the weights, once.
+        seconds = common.median_time(lambda: session.run(output, feed), repeats, warmup=1)
         metadata = tf.compat.v1.RunMetadata()
         options = tf.compat.v1.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
         session.run(output, feed, options=options, run_metadata=metadata)
@@ -78,7 +72,7 @@ def profile(graph_def, input_name: str, output_name: str, image, threads: int, r
             label = node.timeline_label
             kind = label.split(" = ")[1].split("(")[0] if " = " in label else node.node_name
             per_type[kind] += node.all_end_rel_micros / 1e6
-    return float(np.median(times)), per_type, conv_flops(graph)
+    return seconds, per_type, conv_flops(graph)
 
 
 def peak_rate(dtype: str, threads: int, size=(120, 180), channels: int = 256) -> float:
@@ -95,13 +89,8 @@ def peak_rate(dtype: str, threads: int, size=(120, 180), channels: int = 256) ->
     flops = 2.0 * np.prod(size) * 9 * channels * channels
     feed = {image: rng.random((1, *size, channels)).astype(image.dtype.as_numpy_dtype)}
     with tf.compat.v1.Session(graph=graph, config=session_config(threads)) as session:
-        session.run(output, feed)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            session.run(output, feed)
-            times.append(time.perf_counter() - start)
-    return flops / float(np.median(times)) / 1e9
+        seconds = common.median_time(lambda: session.run(output, feed), repeats=5, warmup=1)
+    return flops / seconds / 1e9
 
 
 def main() -> None:

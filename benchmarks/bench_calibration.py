@@ -124,22 +124,21 @@ def main() -> None:
             if precision == "bfloat16" and not native_bfloat16()[0]:
                 continue
             start = time.perf_counter()
-            frozen = calibrate.freeze(generator, h, w)
-            if limits == "export":  # the export's own call, biases corrected after
+            if limits == "export":  # the export's own call (it freezes), biases corrected after
                 graph, ranges = calibrate.fixed_range_graph(generator, h, w, samples, precision)
-                frozen, values = graph.frozen, None
                 name += f" ({'' if graph.scales else 'not '}equalized)"
             elif limits:
                 frozen, values, ranges, scales = calibrate.calibrated(
-                    frozen, samples, precision, equalize
+                    calibrate.freeze(generator, h, w), samples, precision, equalize
                 )
+                graph = calibrate.FakeQuantGraph(frozen, values)
                 name += "" if equalize is not None else f" ({'' if scales else 'not '}equalized)"
             else:
+                frozen = calibrate.freeze(generator, h, w)
                 ranges = calibrate.record_ranges(frozen, samples, precision)
-                values = ranges.values
+                graph = calibrate.FakeQuantGraph(frozen, ranges.values)
             saved = os.path.join(work, "fixed")
-            fixed = graph if values is None else calibrate.FakeQuantGraph(frozen, values)
-            write_saved_model(fixed, saved, h, w)
+            write_saved_model(graph, saved, h, w)
             model = convert(saved, "int8")
             total = time.perf_counter() - start
             assert not float_ops(model)

@@ -110,8 +110,8 @@ def with_trained_weights(
     plain = with_channel_scales(trained, [(group, 1.0 / scale) for group, scale in scales])
     started = {name: value for name, _, value in _weights(original)}
     found = {name: value for name, _, value in _weights(plain)}
-    wanted = {name for name, _, value in _weights(target)}
-    for name, _, value in _weights(target):
+    wanted = {name: value for name, _, value in _weights(target)}
+    for name, value in wanted.items():
         if name not in started or not np.array_equal(started[name], value):
             raise RuntimeError(f"weight {name} differs between the export graphs")
     graph_def = copy_graph_def(target.graph_def)

@@ -225,6 +225,9 @@ def int8_stream(
     `calibrated`'s `FakeQuantGraph`: its biases corrected for the int8
     kernels, and after `qat_steps` of fine-tuning, the fine-tuned weights.
     """
+    from export.frozen import freeze
+    from export.qat_graph import with_trained_weights
+
     source, calibration, summary = calibrated
     if not hasattr(generator, "deploy_stream_graph"):
         return source, calibration, summary
@@ -232,9 +235,6 @@ def int8_stream(
         how = f"; the 'stream' signature over {CALIBRATION_FRAMES} frames a sample"
         return source, stream_dataset(generator, samples, progress), summary + how
     height, width = np.shape(samples[0])[:2]
-    from export.frozen import freeze
-    from export.qat_graph import with_trained_weights
-
     stream = freeze_stream(generator, height, width)
     carried = with_trained_weights(
         stream.frozen, freeze(generator, height, width), source.frozen, source.scales
