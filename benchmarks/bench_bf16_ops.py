@@ -1,6 +1,6 @@
 """Where bfloat16 time goes on this CPU: the generator's ops, float32 against bfloat16.
 
-Runs the generator's frozen export graph (`export.frozen.freeze`) and its
+Runs the generator's frozen export graph (`tf_deraindrop.export.frozen.freeze`) and its
 bfloat16 copy (every float32 constant and op cast) at 480 x 720 in one
 process, traces one run of each, and sums the time per op type. The
 convolutions' arithmetic rate in GFLOP/s (2 per multiply-add, from the
@@ -99,10 +99,10 @@ def main() -> None:
     tf = common.tf_threads(args.threads)
     import numpy as np
 
-    from export.calibrate import bfloat16_graph_def
-    from export.frozen import freeze
-    from export.samples import fit_samples
-    from tf_deraindrop.precision import read_cpu_flags
+    from tf_deraindrop.export.frozen import freeze
+    from tf_deraindrop.export.int8.calibrate import bfloat16_graph_def
+    from tf_deraindrop.export.samples import fit_samples
+    from tf_deraindrop.inference.precision import read_cpu_flags
 
     h, w = args.height, args.width
     image = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)[0][None]

@@ -8,19 +8,19 @@ trained one with `--weights`, and He-initialised random weights unless
   time per sample is read from the representative dataset itself: the time
   between the converter asking for the second sample and asking past the
   last, over the samples after the first.
-* tensorflow: `export.calibrate` (ranges in TensorFlow, fake-quant nodes,
+* tensorflow: `tf_deraindrop.export.int8.calibrate` (ranges in TensorFlow, fake-quant nodes,
   converted without a dataset), with the ranges measured in bfloat16 (where
   the CPU has it) and, for CPUs without, in float32; per sample after the
   first (whose call also optimizes the graph). The bfloat16 rows build up
   to what the export does: "min/max" (the converter's ranges), "limits"
-  (`export.range_limits`: saturated sigmoid/tanh inputs, ReLU'd sums, the
+  (`tf_deraindrop.export.int8.limits`: saturated sigmoid/tanh inputs, ReLU'd sums, the
   output's [0, 1]), "equalized" (channel equalization first,
-  `export.equalization`, measured in the same pass), then the export's
-  choice of `export.calibrate.calibrated`, which keeps equalization only
+  `tf_deraindrop.export.int8.equalization`, measured in the same pass), then the export's
+  choice of `tf_deraindrop.export.int8.calibrate.calibrated`, which keeps equalization only
   where int8 simulated on the calibration samples says it helps (the
   simulation counts in "export", not per sample), then the export's
   default: that, with each bias corrected for its int8 kernel
-  (`export.calibrate.fixed_range_graph`; the correction counts in
+  (`tf_deraindrop.export.int8.calibrate.fixed_range_graph`; the correction counts in
   "export"); the float32 row is the choice too, biases not corrected. "export" is the whole
   conversion, SavedModel to `.tflite` bytes, either way. Wall time and the
   process's CPU time are both given: on a loaded machine, two threads that
@@ -84,10 +84,10 @@ def main() -> None:
     args = cli.parse_args()
     tf = common.tf_threads(args.threads)
 
-    from export import calibrate
-    from export.convert import convert, float_ops, write_saved_model
-    from export.samples import fit_samples
-    from tf_deraindrop.precision import native_bfloat16
+    from tf_deraindrop.export.convert import convert, float_ops, write_saved_model
+    from tf_deraindrop.export.int8 import calibrate
+    from tf_deraindrop.export.samples import fit_samples
+    from tf_deraindrop.inference.precision import native_bfloat16
 
     h, w = args.height, args.width
     samples = fit_samples(common.read_photos(common.RAINY), h, w, args.samples)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from export.benchmark import time_runs
+from tf_deraindrop.export.benchmark import time_runs
 
 __all__ = [
     "DATA",
@@ -75,12 +75,12 @@ def compared_generators(
     """
     found = []
     if weights:
-        from tf_deraindrop.inference import load_generator
+        from tf_deraindrop.inference.keras import load_generator
 
         found.append((f"trained ({weights})", load_generator(weights)))
     if random:
         from tests.torch_reference import save_random_checkpoint
-        from tf_deraindrop.checkpoint import import_official_checkpoint
+        from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
         path = f"/tmp/{name}_gen.pkl"
         save_random_checkpoint(path, seed=0)
@@ -90,7 +90,7 @@ def compared_generators(
 
 def read_photos(names) -> list:
     """The photos `names` (paths under `DATA`), float32 in [0, 1]."""
-    from tf_deraindrop.images import read_image
+    from tf_deraindrop.utils.images import read_image
 
     return [read_image(os.path.join(DATA, name)) for name in names]
 
@@ -102,7 +102,7 @@ def tflite_psnr(model: bytes, folder: str, generator, images, threads: int) -> l
     """
     import numpy as np
 
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     path = os.path.join(folder, "model.tflite")
@@ -148,7 +148,7 @@ class Report:
 
     def write(self, folder: str, name: str, footer: str) -> None:
         """Writes the lines and, after a blank line, `footer` to `folder/name`; says so."""
-        from tf_deraindrop.weights import write_text_atomically
+        from tf_deraindrop.utils.files import write_text_atomically
 
         self._blank_line()
         self.lines.append(footer)
@@ -159,7 +159,7 @@ class Report:
     def save(self, path: str | None) -> None:
         """Writes the lines to `path` as they are (nothing when `path` is None)."""
         if path:
-            from tf_deraindrop.weights import write_text_atomically
+            from tf_deraindrop.utils.files import write_text_atomically
 
             write_text_atomically(path, "\n".join(self.lines) + "\n")
 

@@ -67,7 +67,7 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
 
 def keras_to_state_dict(generator) -> dict[str, np.ndarray]:
     """A Keras generator's weights as the authors' `state_dict` (BGR, PyTorch layouts)."""
-    from tf_deraindrop.models.official_names import generator_layers, official_weights
+    from tf_deraindrop.official.names import generator_layers, official_weights
 
     state = {}
     for name, layer in generator_layers(generator).items():
@@ -79,8 +79,8 @@ def keras_to_state_dict(generator) -> dict[str, np.ndarray]:
 def _torch_worker(checkpoint: str, h: int, w: int, threads: int, warmup: int, runs: int) -> None:
     import torch
 
-    from export.benchmark import current_rss_mb, peak_rss_mb
     from tests.torch_reference import ReferenceGenerator
+    from tf_deraindrop.export.benchmark import current_rss_mb, peak_rss_mb
 
     torch.set_num_threads(threads)
     baseline = current_rss_mb()
@@ -122,8 +122,8 @@ def torch_outputs(state: dict, images: list[np.ndarray]) -> list[np.ndarray]:
 
 def photos(h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """A calibration folder (real photos or synthetic scenes), and test images fitted to h x w."""
-    from export.samples import fit_samples, synthetic_images
-    from tf_deraindrop.images import read_image, write_image
+    from tf_deraindrop.export.samples import fit_samples, synthetic_images
+    from tf_deraindrop.utils.images import read_image, write_image
 
     folder = tempfile.mkdtemp(prefix="bench_export_photos_")
     names = ["case1.jpg", "case2.jpg"]
@@ -142,12 +142,12 @@ def photos(h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
 
 def run_generator(label, generator, checkpoint, args, folder, tests, workdir) -> list[dict]:
     """Exports every mode for one generator and measures it; returns table rows."""
-    from export.benchmark import spawn_worker, summarize
-    from export.convert import WEIGHT_BYTES
-    from export.tflite import export_tflite
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.benchmark import spawn_worker, summarize
+    from tf_deraindrop.export.convert import WEIGHT_BYTES
+    from tf_deraindrop.export.tflite import export_tflite
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.weights import float32_generator
+    from tf_deraindrop.utils.files import float32_generator
 
     h, w = args.height, args.width
     reference = float32_generator(generator)
@@ -328,8 +328,8 @@ def main() -> None:
 
     from benchmarks.bench_generator import generator_macs
     from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.checkpoint import import_official_checkpoint
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     h, w = args.height, args.width
     workdir = tempfile.mkdtemp(prefix="bench_export_")

@@ -10,7 +10,7 @@ frame (`stream`, one step per frame); also how far the carried-state output
 is from the frame-by-frame one (PSNR) and the time per frame of each.
 
 Both in Keras and in TFLite: the student is exported (`python -m
-export.tflite`, int8 by default) at the photo's size, and its `derain`
+tf_deraindrop.export.tflite`, int8 by default) at the photo's size, and its `derain`
 signature (per frame) and `stream` signature (state carried,
 `LiteDerainer.stream`) run alternately frame after frame in one process,
 so that both see the same load.
@@ -69,7 +69,7 @@ def run_keras(student, frames):
 
 def export_student(student, args, folder: str) -> tuple[str, list[str]]:
     """The student exported at the frames' size in `args.quantize` mode; its report lines."""
-    from export.tflite import export_tflite
+    from tf_deraindrop.export.tflite import export_tflite
 
     path = os.path.join(folder, f"student_{args.quantize}.tflite")
     lines: list[str] = []
@@ -95,7 +95,7 @@ def run_tflite(path: str, frames, threads: int):
     The `derain` signature and the `stream` signature run alternately on
     each frame, both through `LiteDerainer` (uint8 out).
     """
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     derainer = LiteDerainer(path, threads=threads)
     results = {PER_FRAME: [], CARRIED: []}
@@ -170,9 +170,9 @@ def parse(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     tf_threads(args.threads)
-    from tf_deraindrop.images import read_image
-    from tf_deraindrop.inference import load_generator, pad_to_multiple
+    from tf_deraindrop.inference.keras import load_generator, pad_to_multiple
     from tf_deraindrop.models import LiteGenerator
+    from tf_deraindrop.utils.images import read_image
 
     student = load_generator(args.student)
     if not isinstance(student, LiteGenerator):
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "Export:"] + [f"  {line}" for line in export_lines]
     print("\n".join(lines))
     if args.output:
-        from tf_deraindrop.weights import write_text_atomically
+        from tf_deraindrop.utils.files import write_text_atomically
 
         write_text_atomically(args.output, "\n".join(lines) + "\n")
     return 0

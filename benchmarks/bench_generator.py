@@ -93,9 +93,9 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from export.benchmark import time_runs
     from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.checkpoint import import_official_checkpoint
+    from tf_deraindrop.export.benchmark import time_runs
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     torch.set_num_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -7,7 +7,7 @@ Side by side in one run, on the same temporary dataset:
 * TFRecord shards (`tf_deraindrop.data.records`);
 * the first again with `cache=True` (decoded images kept in memory).
 
-The dataset is rendered with `data_tools.synthesize.synthesize_dataset`
+The dataset is rendered with `tf_deraindrop.synthetic.synthesize.synthesize_dataset`
 (real photos from scikit-image with synthetic drops), or made of smooth
 random images where data_tools is not there. With `--step-rate` (training
 steps per second, from the training benchmark) it prints how many times
@@ -47,7 +47,7 @@ HEIGHT, WIDTH = 480, 720
 def make_pairs(root: str, count: int, seed: int = 0) -> str:
     """Writes `count` 720 x 480 pairs (with masks) in the Raindrop layout; returns how."""
     try:
-        from data_tools.synthesize import default_clean_images, synthesize_dataset
+        from tf_deraindrop.synthetic.synthesize import default_clean_images, synthesize_dataset
     except ImportError:
         synthesize_dataset = None
     if synthesize_dataset is not None:
@@ -56,7 +56,7 @@ def make_pairs(root: str, count: int, seed: int = 0) -> str:
         synthesize_dataset(
             root, photos, pairs_per_image=per_image, seed=seed, size=(HEIGHT, WIDTH), progress=False
         )
-        return "data_tools.synthesize (scikit-image photos, rendered drops)"
+        return "tf_deraindrop.synthetic.synthesize (scikit-image photos, rendered drops)"
     from PIL import Image
 
     rng = np.random.default_rng(seed)

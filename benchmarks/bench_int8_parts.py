@@ -65,11 +65,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from export.graph import DeployGraph
-    from export.samples import fit_samples
-    from tf_deraindrop.images import read_image
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.export.graph import DeployGraph
+    from tf_deraindrop.export.samples import fit_samples
+    from tf_deraindrop.inference.keras import load_generator
     from tf_deraindrop.metrics import psnr
+    from tf_deraindrop.utils.images import read_image
 
     if args.weights:
         weights, label = args.weights, args.weights

@@ -4,7 +4,7 @@ For each LiteGenerator configuration (the presets, or `--configs`) and for
 the full `Generator`, in one run at one frame size (480 x 720 by default):
 
 * GFLOP per frame (2 x multiply-adds) and parameters;
-* the int8 and float32 `.tflite` from `export.tflite` (the path users take),
+* the int8 and float32 `.tflite` from `tf_deraindrop.export.tflite` (the path users take),
   their size, XNNPACK coverage and milliseconds per frame at `--threads`;
 * Keras float32 (TensorFlow, `--threads` intra-op threads) milliseconds per frame;
 * int8 against float: PSNR of the int8 model's output against the Keras
@@ -108,14 +108,14 @@ def paused(pid_file: str | None):
 
 
 def held_out_photo(h: int, w: int, folder: str) -> np.ndarray:
-    from export.samples import fit_samples, list_images, read_images
+    from tf_deraindrop.export.samples import fit_samples, list_images, read_images
 
     images = read_images(list_images(folder), "test")
     return fit_samples([images[-1]], h, w, 1)[0]
 
 
 def export(model, path, h, w, mode, folder, samples):
-    from export.tflite import export_tflite
+    from tf_deraindrop.export.tflite import export_tflite
 
     return export_tflite(
         model,
@@ -135,7 +135,7 @@ def prepare(label, model, macs, args, folder, workdir, photo, calibration_sample
     """Exports one model (int8 and float32) and returns its row with the engines to time."""
     import tensorflow as tf
 
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     h, w = args.height, args.width
@@ -177,7 +177,7 @@ def time_round_robin(engines: dict, runs: int, warmup: int) -> dict:
 
 def _outputs(model, image: np.ndarray) -> np.ndarray:
     """The model's derained float output on one image of any size (reflect-padded to 4)."""
-    from tf_deraindrop.inference import pad_to_multiple
+    from tf_deraindrop.inference.keras import pad_to_multiple
 
     h, w = image.shape[:2]
     result = model.predict_on_batch(pad_to_multiple(image)[None])
@@ -186,10 +186,10 @@ def _outputs(model, image: np.ndarray) -> np.ndarray:
 
 def fidelity(students: dict, teacher, photos: str, pair_dirs: list[str], say) -> None:
     """Student against teacher: PSNR on real photos, Y-PSNR of both against ground truths."""
-    from export.samples import list_images, read_images
     from tf_deraindrop.data import find_pairs
-    from tf_deraindrop.images import read_image, to_uint8
+    from tf_deraindrop.export.samples import list_images, read_images
     from tf_deraindrop.metrics import psnr, psnr_y
+    from tf_deraindrop.utils.images import read_image, to_uint8
 
     images = read_images(list_images(photos), "real")
     teacher_out = [_outputs(teacher, image) for image in images]
@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         args.configs = "nano,small"
 
     tf = tf_threads(args.threads)
-    from tf_deraindrop.inference import load_generator
-    from tf_deraindrop.weights import float32_generator
+    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.utils.files import float32_generator
 
     h, w = args.height, args.width
     folder = os.path.normpath(os.path.abspath(args.calibration_dir))

@@ -33,8 +33,8 @@ PHOTOS = (
 
 
 def photos(height: int, width: int) -> list[tuple[str, np.ndarray]]:
-    from export.samples import fit_samples
-    from tf_deraindrop.images import read_image, to_uint8
+    from tf_deraindrop.export.samples import fit_samples
+    from tf_deraindrop.utils.images import read_image, to_uint8
 
     found = []
     for name in PHOTOS:
@@ -55,8 +55,8 @@ def main() -> None:
 
     tf = common.tf_threads(args.threads)
 
-    from tf_deraindrop import precision
-    from tf_deraindrop.inference import derain
+    from tf_deraindrop.inference import precision
+    from tf_deraindrop.inference.keras import derain
     from tf_deraindrop.metrics import psnr
 
     generators = common.compared_generators(

@@ -48,8 +48,8 @@ def main() -> None:
 
     from tests.torch_reference import run_reference, save_random_checkpoint
     from tf_deraindrop import losses
-    from tf_deraindrop.checkpoint import import_official_checkpoint
     from tf_deraindrop.models import Discriminator, Generator
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     assert keras.backend.backend() == "jax", keras.backend.backend()
     device = jax.devices()[0]

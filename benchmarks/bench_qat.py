@@ -1,12 +1,12 @@
-"""int8 accuracy before and after quantization-aware fine-tuning (export.qat), 480 x 720.
+"""int8 accuracy before and after quantization-aware fine-tuning (tf_deraindrop.export.int8.qat), 480 x 720.
 
 For each generator (a trained one with `--weights`, and He-initialised
 random weights unless `--no-random`): the int8 export calibrated in
-TensorFlow (`export.calibrate`, step 0), then the same after `--steps`
+TensorFlow (`tf_deraindrop.export.int8.calibrate`, step 0), then the same after `--steps`
 steps of fine-tuning on crops of the rainy training photos against the
 float model's own outputs, once with the calibrated ranges fixed and once
 with the ranges trained too (`--range-learning-rate`, by default the rate
-`export.tflite --qat-range-lr` suggests; 0 skips that run). Each is scored
+`tf_deraindrop.export.tflite --qat-range-lr` suggests; 0 skips that run). Each is scored
 on the held-out real photo (and on the training photos) as PSNR of the
 int8 output against the Keras float32 generator, outputs clipped to
 [0, 1]. Training and calibration photos: case1.jpg and the Raindrop
@@ -42,9 +42,9 @@ def main() -> None:
     args = cli.parse_args()
     tf = common.tf_threads(args.threads)
 
-    from export import qat
-    from export.convert import convert, write_saved_model
-    from export.samples import fit_samples
+    from tf_deraindrop.export.convert import convert, write_saved_model
+    from tf_deraindrop.export.int8 import qat
+    from tf_deraindrop.export.samples import fit_samples
 
     h, w = args.height, args.width
     training = common.read_photos(common.RAINY)

@@ -2,7 +2,7 @@
 
 For a trained `LiteGenerator` (`--weights`, e.g. a distilled student): the
 int8 export calibrated in TensorFlow, then the same after `--steps` steps
-of quantization-aware fine-tuning (`export.qat`), whose weights the
+of quantization-aware fine-tuning (`tf_deraindrop.export.int8.qat`), whose weights the
 `stream` signature takes too. Each `.tflite` is scored on the held-out
 real photo against the Keras float32 model, both outputs clipped to
 [0, 1]: `derain` once, and `stream` over 3 frames of the photo with the
@@ -37,11 +37,11 @@ def main() -> None:
     tf = common.tf_threads(args.threads)
     import numpy as np
 
-    from export.convert import convert, write_saved_model
-    from export.int8 import int8_calibration
-    from export.samples import fit_samples
-    from tf_deraindrop.inference import load_generator
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.convert import convert, write_saved_model
+    from tf_deraindrop.export.int8.pipeline import int8_calibration
+    from tf_deraindrop.export.samples import fit_samples
+    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     h, w = args.height, args.width

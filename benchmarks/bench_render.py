@@ -7,7 +7,7 @@ Side by side in one run, on the photos bundled with scikit-image:
 * `render 224x224`: on training-crop-sized images (rendering on the fly on
   crops);
 * `render+PNG 720x480`: rendering plus encoding the three PNGs that
-  `python -m data_tools.synthesize` writes for each pair;
+  `deraindrop synthesize` writes for each pair;
 * `render 720x480 xN`: full frames in a pool of N worker processes.
 
 With `--step-rate STEPS_PER_S` (the measured training step rate) it also says
@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data_tools.raindrops import render_raindrops  # noqa: E402
-from data_tools.synthesize import default_clean_images, fit_to_size  # noqa: E402
-from tf_deraindrop.images import to_uint8  # noqa: E402
+from tf_deraindrop.synthetic.raindrops import render_raindrops  # noqa: E402
+from tf_deraindrop.synthetic.synthesize import default_clean_images, fit_to_size  # noqa: E402
+from tf_deraindrop.utils.images import to_uint8  # noqa: E402
 
 _PHOTOS: list[np.ndarray] = []
 

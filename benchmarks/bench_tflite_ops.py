@@ -31,7 +31,7 @@ def cases(h: int, w: int, rng):
     """(name, per frame, input shape, function of x, GFLOP) for each layer shape."""
     import tensorflow as tf
 
-    from export.graph import DeployGraph, subpixel_kernel
+    from tf_deraindrop.export.graph import DeployGraph, subpixel_kernel
 
     def weights(*shape):
         return (rng.standard_normal(shape) * 0.05).astype(np.float32)

@@ -40,10 +40,10 @@ CANDIDATES = ("/work/teacher/run/generator.keras", os.path.join(REPO, "runs/demo
 _CHILD = r"""
 import json, os, sys, time
 import numpy as np
-from tf_deraindrop.inference import derain, load_generator
+from tf_deraindrop.inference.keras import derain, load_generator
 from tf_deraindrop.models import Generator
-from tf_deraindrop.tiling import choose_tile
-from tf_deraindrop.inference import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
+from tf_deraindrop.inference.tiling import choose_tile
+from tf_deraindrop.inference.keras import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 
 def status():
     return {l.split(":")[0]: int(l.split()[1]) for l in open("/proc/self/status")
@@ -131,7 +131,7 @@ def main() -> int:
     )
     if args.quick:
         photos = photos[:1]
-    from tf_deraindrop.inference import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
+    from tf_deraindrop.inference.keras import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 
     overlaps = [DEFAULT_OVERLAP] if args.quick else [DEFAULT_OVERLAP, 2 * DEFAULT_OVERLAP]
     lines = [

@@ -144,9 +144,9 @@ def build_keras(checkpoint: str, crop: int, perceptual: bool, precision: str, ji
     """The compiled `AttentiveGAN`, built inside the precision policy as training builds it."""
     import keras
 
-    from tf_deraindrop.checkpoint import import_official_checkpoint
     from tf_deraindrop.losses import PerceptualLoss
     from tf_deraindrop.models import Discriminator
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
     from tf_deraindrop.training.distribute import precision_policy
     from tf_deraindrop.training.gan import AttentiveGAN
 

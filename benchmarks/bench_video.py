@@ -61,7 +61,7 @@ def scene_frames(count: int, height: int, width: int, drops: bool = True):
     base = np.asarray(Image.fromarray(photo).resize((width + 256, height + 64))) / 255.0
     rainy_mask = None
     if drops:
-        from data_tools.raindrops import render_raindrops
+        from tf_deraindrop.synthetic.raindrops import render_raindrops
 
         first = base[:height, :width].astype(np.float32)
         rainy, mask = render_raindrops(first, seed=0, coverage=0.15)
@@ -124,9 +124,9 @@ def _remove(*paths) -> None:
 
 def part_tflite(args) -> dict:
     """int8 and float32 exports at 480 x 720: the model alone against the whole pipeline."""
-    from export import tflite
-    from tf_deraindrop.images import write_image
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export import tflite
+    from tf_deraindrop.inference.tflite import LiteDerainer
+    from tf_deraindrop.utils.images import write_image
     from tf_deraindrop.video import derain_video, iter_frames
 
     height, width = args.size

@@ -1,6 +1,6 @@
 """Where int8 loses accuracy on the random-weight generator: its activations, part by part.
 
-Simulated in TensorFlow (`export.int8_simulation`'s fake quantization), at
+Simulated in TensorFlow (`tf_deraindrop.export.int8.simulate`'s fake quantization), at
 240 x 360 by default, on the graph the export converts after calibration
 with equalization forced on and biases corrected (as QAT starts from it):
 PSNR of the output against the float generator on the held-out photo,
@@ -50,10 +50,14 @@ def main() -> None:
     tf = common.tf_threads(args.threads)
     import numpy as np
 
-    from export import calibrate
-    from export.bias_correction import bias_corrected
-    from export.qat_graph import fake_quant_kernel, fixed_output_fake_quant, weight_groups
-    from export.samples import fit_samples
+    from tf_deraindrop.export.int8 import calibrate
+    from tf_deraindrop.export.int8.bias_correction import bias_corrected
+    from tf_deraindrop.export.int8.qat_graph import (
+        fake_quant_kernel,
+        fixed_output_fake_quant,
+        weight_groups,
+    )
+    from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.metrics import psnr
 
     h, w = args.height, args.width

@@ -49,8 +49,8 @@ def calibration_dir(request, tmp_path_factory) -> str:
     try:
         return str(request.getfixturevalue("real_raindrops_dir"))
     except pytest.skip.Exception:
-        from export.samples import synthetic_images
-        from tf_deraindrop.images import write_image
+        from tf_deraindrop.export.samples import synthetic_images
+        from tf_deraindrop.utils.images import write_image
 
         folder = tmp_path_factory.mktemp("calibration")
         for i, image in enumerate(synthetic_images(3, 96, 128, seed=5)):
@@ -75,7 +75,7 @@ def official_checkpoint(request, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def generator(official_checkpoint):
     """The `Generator` imported from `official_checkpoint` (a module may define its own)."""
-    from tf_deraindrop.checkpoint import import_official_checkpoint
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     return import_official_checkpoint(official_checkpoint)
 
@@ -83,7 +83,7 @@ def generator(official_checkpoint):
 @pytest.fixture(scope="module")
 def samples(request):
     """3 synthetic calibration scenes at the test module's `H x W` (int8 export tests)."""
-    from export.samples import synthetic_images
+    from tf_deraindrop.export.samples import synthetic_images
 
     return synthetic_images(3, request.module.H, request.module.W, seed=2)
 
@@ -91,7 +91,7 @@ def samples(request):
 @pytest.fixture(scope="module")
 def held_out(request):
     """A synthetic scene at the module's `H x W` that the calibration does not see."""
-    from export.samples import synthetic_images
+    from tf_deraindrop.export.samples import synthetic_images
 
     return synthetic_images(1, request.module.H, request.module.W, seed=8)[0]
 
@@ -99,6 +99,6 @@ def held_out(request):
 @pytest.fixture(scope="module")
 def frozen(generator, request):
     """The module's `generator`'s export graph frozen at the module's `H x W`."""
-    from export import calibrate
+    from tf_deraindrop.export.int8 import calibrate
 
     return calibrate.freeze(generator, request.module.H, request.module.W)

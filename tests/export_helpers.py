@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tf_deraindrop.cli import export as export_cli
+
 
 def int8_tflite(graph, folder: Path, name: str, height: int, width: int) -> Path:
-    """Converts a fixed-range graph (`export.calibrate`, `export.qat`) to `folder / name`.
+    """Converts a fixed-range graph (`tf_deraindrop.export.int8.calibrate`, `tf_deraindrop.export.int8.qat`) to `folder / name`.
 
     Asserts that every op is int8 and that XNNPACK runs the whole model.
     """
-    from export.analysis import xnnpack_coverage
-    from export.convert import convert, float_ops, write_saved_model
+    from tf_deraindrop.export.analysis import xnnpack_coverage
+    from tf_deraindrop.export.convert import convert, float_ops, write_saved_model
 
     saved = str(folder / "saved")
     write_saved_model(graph, saved, height, width)
@@ -25,10 +27,9 @@ def int8_tflite(graph, folder: Path, name: str, height: int, width: int) -> Path
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    """`python -m export.tflite ARGV` in this process: its exit status and standard error."""
-    from export import tflite
+    """`deraindrop export ARGV` in this process: its exit status and standard error."""
 
-    code = tflite.main(argv)
+    code = export_cli.main(argv)
     return code, capsys.readouterr().err
 
 

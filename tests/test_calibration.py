@@ -1,4 +1,4 @@
-"""int8 calibration in TensorFlow (export.calibrate) against the TFLite converter's calibrator.
+"""int8 calibration in TensorFlow (tf_deraindrop.export.int8.calibrate) against the TFLite converter's calibrator.
 
 At 32 x 48, on a generator with He-initialised random weights: the ranges
 measured in TensorFlow equal the ones the converter's calibrator logs, the
@@ -11,11 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import calibrate
-from export.bias_correction import bias_shifts
-from export.convert import convert, float_ops, representative_dataset, write_saved_model
-from export.samples import synthetic_images
 from tests.export_helpers import int8_tflite, run_frozen
+from tf_deraindrop.cli import export as export_cli
+from tf_deraindrop.export.convert import (
+    convert,
+    float_ops,
+    representative_dataset,
+    write_saved_model,
+)
+from tf_deraindrop.export.int8 import calibrate
+from tf_deraindrop.export.int8.bias_correction import bias_shifts
+from tf_deraindrop.export.samples import synthetic_images
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
@@ -101,8 +107,8 @@ def test_bfloat16_ranges_within_its_rounding(frozen, samples):
 def test_fixed_ranges_convert_like_the_calibrated_model(
     generator, saved_model, frozen, samples, held_out, tmp_path
 ):
-    from export.analysis import op_counts
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.analysis import op_counts
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     reference = convert(saved_model, "int8", representative_dataset(samples, False))
     graph, ranges = calibrate.fixed_range_graph(generator, H, W, samples, precision="float32")
@@ -177,12 +183,11 @@ def test_lite_generator_dilated_convs_convert(tmp_path):
 
 
 def test_cli_calibrator_and_equalize_flags(tmp_path, calibration_dir, capsys, generator_file):
-    from export import tflite
 
     base = ["--weights", str(generator_file), "--height", "32", "--width", "48"]
     base += ["--quantize", "int8"]
     with pytest.raises(SystemExit) as exit_info:
-        tflite.main(
+        export_cli.main(
             [*base, "--calibration-dir", calibration_dir, "--calibrator", "magic", "-o", "x"]
         )
     assert exit_info.value.code == 2 and "--calibrator" in capsys.readouterr().err
@@ -190,10 +195,11 @@ def test_cli_calibrator_and_equalize_flags(tmp_path, calibration_dir, capsys, ge
     argv = [*base, "--calibration-dir", calibration_dir, "--calibration-samples", "2"]
     # --equalize sets the TensorFlow ranges' channel equalization only.
     for wrong in (["--calibrator", "converter"], ["--quantize", "dynamic"]):
-        assert tflite.main([*argv, "--equalize", "on", *wrong, "-o", str(out)]) == 2
+        assert export_cli.main([*argv, "--equalize", "on", *wrong, "-o", str(out)]) == 2
         assert "--equalize on" in capsys.readouterr().err and not out.exists()
     assert (
-        tflite.main([*argv, "--quiet", "--min-psnr", "0", "--equalize", "on", "-o", str(out)]) == 0
+        export_cli.main([*argv, "--quiet", "--min-psnr", "0", "--equalize", "on", "-o", str(out)])
+        == 0
     )
     printed = capsys.readouterr().out
     assert "measured in TensorFlow" in printed and out.is_file()
@@ -204,8 +210,8 @@ def _int8_kernels(frozen):
     """`frozen` with every biased convolution's kernel rounded as the converter stores it."""
     import tensorflow as tf
 
-    from export.bias_correction import int8_kernel
-    from export.frozen import FrozenGraph, copy_graph_def
+    from tf_deraindrop.export.frozen import FrozenGraph, copy_graph_def
+    from tf_deraindrop.export.int8.bias_correction import int8_kernel
 
     graph_def = copy_graph_def(frozen.graph_def)
     nodes = {node.name: node for node in graph_def.node}
@@ -218,7 +224,7 @@ def _int8_kernels(frozen):
 
 
 def test_bias_correction_lowers_the_error_of_int8_kernels(frozen, samples, held_out):
-    from export.bias_correction import bias_corrected
+    from tf_deraindrop.export.int8.bias_correction import bias_corrected
 
     shifts = bias_shifts(frozen, samples)
     assert shifts and all(np.all(np.isfinite(s)) for s in shifts.values())
@@ -232,8 +238,8 @@ def test_bias_correction_lowers_the_error_of_int8_kernels(frozen, samples, held_
 
 
 def test_saturated_sums_clip_each_addend_only_where_the_int8_sum_cannot_change(frozen, samples):
-    from export.frozen import consumers, tensor_name
-    from export.range_limits import SATURATION, saturated_ranges
+    from tf_deraindrop.export.frozen import consumers, tensor_name
+    from tf_deraindrop.export.int8.limits import SATURATION, saturated_ranges
 
     recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
     clipped = saturated_ranges(frozen, recorded)
@@ -258,8 +264,8 @@ def test_saturated_sums_clip_each_addend_only_where_the_int8_sum_cannot_change(f
 
 
 def test_relu_sums_clip_an_addend_only_below_where_every_sum_is_zero(frozen, samples):
-    from export.frozen import consumers, tensor_name
-    from export.range_limits import relu_sum_ranges
+    from tf_deraindrop.export.frozen import consumers, tensor_name
+    from tf_deraindrop.export.int8.limits import relu_sum_ranges
 
     recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
     clipped = relu_sum_ranges(frozen, recorded)

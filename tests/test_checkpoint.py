@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tf_deraindrop import convert_official  # noqa: E402
-from tf_deraindrop.checkpoint import (  # noqa: E402
+from tf_deraindrop.cli import convert as convert_official  # noqa: E402
+from tf_deraindrop.official.checkpoint import (  # noqa: E402
     CheckpointError,
     import_official_checkpoint,
     official_shapes,

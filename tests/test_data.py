@@ -10,7 +10,7 @@ from PIL import Image
 
 from tf_deraindrop import data
 from tf_deraindrop.data import DatasetError, DatasetWarning, Pair
-from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.data.masks import compute_mask
 
 
 def _scene(rng, h, w):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf_deraindrop.images import read_image
-from tf_deraindrop.masks import compute_mask, mask_coverage
+from tf_deraindrop.data.masks import compute_mask, mask_coverage
+from tf_deraindrop.utils.images import read_image
 
 
 def _pair() -> tuple[np.ndarray, np.ndarray]:

@@ -46,7 +46,7 @@ def pairs_dir(tmp_path_factory):
 
 
 def _run(generator_file, pairs_dir, out_dir, **overrides) -> str:
-    from tf_deraindrop import distill
+    from tf_deraindrop.cli import distill
 
     assert distill.main(_flags(generator_file, pairs_dir, str(out_dir), **overrides)) == 0
     return str(out_dir)
@@ -240,7 +240,7 @@ def test_the_feature_term_trains_the_adapters_and_the_student_on_a_fixed_batch()
 
 
 def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.inference.keras import load_generator
     from tf_deraindrop.models import LiteGenerator
 
     out = uninterrupted_run
@@ -260,7 +260,7 @@ def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
 
 
 def test_feature_run_records_and_logs_the_term_and_exports_the_bare_student(feature_run):
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.inference.keras import load_generator
     from tf_deraindrop.models import LiteGenerator
 
     record = json.load(open(os.path.join(feature_run, "config.json")))
@@ -282,7 +282,7 @@ def test_resume_after_kill_9_matches_the_uninterrupted_run(
 ):
     import tensorflow as tf
 
-    from tf_deraindrop import distill
+    from tf_deraindrop.cli import distill
 
     uninterrupted_run = request.getfixturevalue(reference)
     out_dir = str(tmp_path / "killed")
@@ -343,8 +343,8 @@ def test_resume_after_kill_9_matches_the_uninterrupted_run(
 
 def test_rainy_images_and_a_video_with_a_cached_teacher(generator_file, tmp_path):
     from tests.video_helpers import make_video
-    from tf_deraindrop import distill
-    from tf_deraindrop.images import read_image, write_image
+    from tf_deraindrop.cli import distill
+    from tf_deraindrop.utils.images import read_image, write_image
 
     folder = tmp_path / "footage"
     folder.mkdir()
@@ -370,7 +370,7 @@ def test_rainy_images_and_a_video_with_a_cached_teacher(generator_file, tmp_path
 def test_bad_teacher_empty_folder_and_unreadable_video_exit_2_naming_them(
     generator_file, pairs_dir, tmp_path, capsys
 ):
-    from tf_deraindrop import distill
+    from tf_deraindrop.cli import distill
 
     out = str(tmp_path / "run")
 

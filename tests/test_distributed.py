@@ -71,7 +71,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent(
         largest = max(largest, float(np.max(np.abs(a))))
     # The training CLI on the same strategy (a second MirroredStrategy in one
     # process would collide with the first one's collective ops).
-    from tf_deraindrop import train
+    from tf_deraindrop.cli import train
 
     with mirrored_strategy.scope():
         rc = train.main(sys.argv[1:])

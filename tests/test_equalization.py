@@ -1,4 +1,4 @@
-"""Channel equalization (export.equalization) on a random-weight generator at 32 x 48.
+"""Channel equalization (tf_deraindrop.export.int8.equalization) on a random-weight generator at 32 x 48.
 
 The equalized graph computes what the original computes, its channels'
 extents are closer together, the ranges measured in the same pass are
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import calibrate
-from export.equalization import DEFAULT_FLOOR, equalized_ranges, scaling_groups
-from export.qat_graph import weight_groups
 from tests.export_helpers import int8_tflite
+from tf_deraindrop.export.int8 import calibrate
+from tf_deraindrop.export.int8.equalization import DEFAULT_FLOOR, equalized_ranges, scaling_groups
+from tf_deraindrop.export.int8.qat_graph import weight_groups
 from tf_deraindrop.metrics import psnr
 
 H, W = 32, 48
@@ -73,7 +73,7 @@ def test_channels_closer_and_ranges_of_the_equalized_graph(equalized, samples):
 
 
 def test_groups_stop_at_ops_that_do_not_commute(frozen):
-    from export.frozen import consumers
+    from tf_deraindrop.export.frozen import consumers
 
     nodes = {node.name: node for node in frozen.graph_def.node}
     readers = consumers(frozen.graph_def)
@@ -94,8 +94,8 @@ def test_tied_weights_stay_tied(frozen, equalized):
 
 
 def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp_path):
-    from export.int8_simulation import simulated_errors
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.int8.simulate import simulated_errors
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     output = generator(held_out[None], training=False)["outputs"][-1]
     expected = np.clip(np.asarray(output)[0], 0, 1)
@@ -131,7 +131,7 @@ def _ranges(graph) -> dict[str, tuple[float, float]]:
 
 
 def test_calibrated_keeps_equalization_only_where_clearly_closer(frozen, samples):
-    from export.int8_simulation import simulated_errors
+    from tf_deraindrop.export.int8.simulate import simulated_errors
 
     chosen = calibrate.calibrated(frozen, samples, "float32")
     candidates = [calibrate.calibrated(frozen, samples, "float32", e)[:2] for e in (False, True)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_deraindrop import evaluate
+from tf_deraindrop.cli import evaluate
 from tf_deraindrop.data import find_pairs
 from tf_deraindrop.metrics import psnr_y, ssim_y
 
@@ -93,7 +93,7 @@ def test_output_is_measured_against_clean(tmp_path):
 
 def test_authors_checkpoint_is_accepted(tmp_path):
     torch = pytest.importorskip("torch")
-    from tf_deraindrop.checkpoint import official_shapes
+    from tf_deraindrop.official.checkpoint import official_shapes
 
     gen = torch.Generator().manual_seed(0)
     state = {}

@@ -13,16 +13,17 @@ import os
 import numpy as np
 import pytest
 
-from export import benchmark as bench
-from export import tflite
-from export.analysis import op_counts, xnnpack_coverage
-from export.errors import VerificationFailed
-from export.samples import synthetic_images
-from export.verify import DEFAULT_MIN_PSNR
 from tests.export_helpers import run_cli
-from tf_deraindrop.images import to_uint8
-from tf_deraindrop.lite import LiteDerainer, LiteModelError, load_interpreter
+from tf_deraindrop.cli import benchmark as benchmark_cli
+from tf_deraindrop.cli import export as export_cli
+from tf_deraindrop.export import tflite
+from tf_deraindrop.export.analysis import op_counts, xnnpack_coverage
+from tf_deraindrop.export.errors import VerificationFailed
+from tf_deraindrop.export.samples import synthetic_images
+from tf_deraindrop.export.verify import DEFAULT_MIN_PSNR
+from tf_deraindrop.inference.tflite import LiteDerainer, LiteModelError, load_interpreter
 from tf_deraindrop.metrics import psnr
+from tf_deraindrop.utils.images import to_uint8
 
 H, W = 32, 48
 GENERATOR_SEED = 3  # of the conftest's `official_checkpoint` and `generator`
@@ -36,7 +37,7 @@ def out_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(request):
     """A crop of a real photo (held out from int8 calibration), else a synthetic scene."""
-    from tf_deraindrop.images import read_image
+    from tf_deraindrop.utils.images import read_image
 
     try:
         folder = request.getfixturevalue("real_raindrops_dir")
@@ -99,7 +100,7 @@ def test_signature_names(float32_model, generator, out_dir):
 def test_subpixel_upsampling_equals_the_transposed_conv():
     import tensorflow as tf
 
-    from export.graph import DeployGraph, subpixel_kernel
+    from tf_deraindrop.export.graph import DeployGraph, subpixel_kernel
     from tf_deraindrop.layers import reflect_pad_average_pool
 
     rng = np.random.default_rng(0)
@@ -238,7 +239,7 @@ def test_cli_bad_input(tmp_path, official_checkpoint, calibration_dir, capsys):
 
 def test_cli_exports_and_prints_the_summary(official_checkpoint, tmp_path, capsys):
     model = tmp_path / "m.tflite"
-    code = tflite.main(
+    code = export_cli.main(
         [
             "--weights",
             official_checkpoint,
@@ -264,12 +265,14 @@ def test_not_a_tflite(tmp_path, capsys):
         LiteDerainer(fake)
     with pytest.raises(LiteModelError, match="no such file"):
         LiteDerainer(tmp_path / "absent.tflite")
-    assert bench.main([str(fake)]) == 2
+    assert benchmark_cli.main([str(fake)]) == 2
     assert "fake.tflite" in capsys.readouterr().err
 
 
 def test_benchmark_table_side_by_side(float32_model, capsys):
-    code = bench.main([float32_model.path, "--threads", "1", "--runs", "2", "--warmup", "1"])
+    code = benchmark_cli.main(
+        [float32_model.path, "--threads", "1", "--runs", "2", "--warmup", "1"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
@@ -282,6 +285,6 @@ def test_benchmark_table_side_by_side(float32_model, capsys):
 
 def test_benchmark_low_memory_row(float32_model, capsys):
     args = [float32_model.path, "--threads", "1", "--runs", "1", "--warmup", "0"]
-    assert bench.main([*args, "--no-keras", "--low-memory"]) == 0
+    assert benchmark_cli.main([*args, "--no-keras", "--low-memory"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 2 and "low memory" in rows[1] and "low memory" not in rows[0]

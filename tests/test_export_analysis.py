@@ -1,4 +1,4 @@
-"""`export.analysis` on a small model: op counts from the file, XNNPACK coverage.
+"""`tf_deraindrop.export.analysis` on a small model: op counts from the file, XNNPACK coverage.
 
 The coverage reads the private `Interpreter._get_ops_details` of
 ai_edge_litert (there is no public call for the nodes after delegation):
@@ -13,9 +13,9 @@ tf = pytest.importorskip("tensorflow")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from export.analysis import PRIVATE_NODE_LIST, op_counts, xnnpack_coverage  # noqa: E402
-from export.convert import convert  # noqa: E402
-from tf_deraindrop.lite import load_interpreter  # noqa: E402
+from tf_deraindrop.export.analysis import PRIVATE_NODE_LIST, op_counts, xnnpack_coverage  # noqa: E402
+from tf_deraindrop.export.convert import convert  # noqa: E402
+from tf_deraindrop.inference.tflite import load_interpreter  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`export.graph.DeployGraph` computes what `Generator` computes (no TFLite conversion: fast).
+"""`tf_deraindrop.export.graph.DeployGraph` computes what `Generator` computes (no TFLite conversion: fast).
 
 Random He-scaled weights and non-zero biases, so that every kernel split,
 bias and the sub-pixel upsampling count in the comparison.
@@ -11,9 +11,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from export.graph import DeployGraph  # noqa: E402
+from tf_deraindrop.export.graph import DeployGraph  # noqa: E402
 from tf_deraindrop.models import Generator  # noqa: E402
-from tf_deraindrop.models.official_names import generator_layers  # noqa: E402
+from tf_deraindrop.official.names import generator_layers  # noqa: E402
 
 H, W = 24, 36
 

@@ -14,7 +14,7 @@ from tests.train_helpers import (
     small_run_flags,
     train_command,
 )
-from tf_deraindrop import train as train_module
+from tf_deraindrop.cli import train as train_module
 
 torch = pytest.importorskip("torch")
 
@@ -39,13 +39,13 @@ def authors_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def imported(authors_checkpoint):
-    from tf_deraindrop.checkpoint import import_official_checkpoint
+    from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     return import_official_checkpoint(authors_checkpoint)
 
 
 def _trained_generator(out_dir):
-    from tf_deraindrop.inference import load_generator
+    from tf_deraindrop.inference.keras import load_generator
 
     return load_generator(os.path.join(out_dir, "generator.keras"))
 

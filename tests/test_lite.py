@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import tflite
-from export.samples import synthetic_images
-from tf_deraindrop.inference import derain
-from tf_deraindrop.lite import LiteDerainer
+from tf_deraindrop.export import tflite
+from tf_deraindrop.export.samples import synthetic_images
+from tf_deraindrop.inference.keras import derain
+from tf_deraindrop.inference.tflite import LiteDerainer
+from tf_deraindrop.inference.tiling import positions, tile_and_blend
 from tf_deraindrop.metrics import psnr
-from tf_deraindrop.tiling import positions, tile_and_blend
 
 H, W = 32, 48
 GENERATOR_SEED = 4  # of the conftest's `generator`

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tf_deraindrop.cli import export as export_cli
+
 H, W = 32, 48
 
 
@@ -161,17 +163,17 @@ def lite_file(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["none", "float16", "dynamic", "int8"])
 def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibration_dir, tmp_path):
-    """`python -m export.tflite --weights lite.keras` converts, verifies, runs in one partition."""
-    from export import tflite
-    from export.analysis import op_counts, xnnpack_coverage
-    from tf_deraindrop.inference import load_generator
-    from tf_deraindrop.lite import LiteDerainer
+    """`deraindrop export --weights lite.keras` converts, verifies, runs in one partition."""
+    from tf_deraindrop.export import tflite
+    from tf_deraindrop.export.analysis import op_counts, xnnpack_coverage
+    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     out = tmp_path / f"lite_{mode}.tflite"
     argv = ["--weights", str(lite_file), "--height", str(H), "--width", str(W)]
     argv += ["--quantize", mode, "-o", str(out), "--quiet", "--calibration-dir", calibration_dir]
-    assert tflite.main(argv) == 0  # verification against the Keras model passed
+    assert export_cli.main(argv) == 0  # verification against the Keras model passed
     coverage = xnnpack_coverage(out)
     assert coverage.complete, str(coverage)
     ops = op_counts(out)

@@ -20,7 +20,7 @@ def student():
 def exported(student, calibration_dir, tmp_path_factory):
     """`exported(mode, calibrator, io, qat_steps)`: the path of that export of `student`, and
     its report."""
-    from export.tflite import export_tflite
+    from tf_deraindrop.export.tflite import export_tflite
 
     folder = tmp_path_factory.mktemp("stream")
     cache = {}
@@ -54,7 +54,7 @@ def exported(student, calibration_dir, tmp_path_factory):
 
 def _video(count: int = FRAMES, seed: int = 3) -> list[np.ndarray]:
     """A still scene with sensor noise for three frames, then a cut to another scene."""
-    from export.samples import synthetic_images
+    from tf_deraindrop.export.samples import synthetic_images
 
     first, second = synthetic_images(2, H, W, seed=seed)
     rng = np.random.default_rng(seed)
@@ -73,7 +73,7 @@ def _keras_stream(student, frames):
 
 def test_float32_stream_signature_is_keras_stream_over_frames(student, exported):
     """Zero state `steps` times, then one call a frame: `LiteGenerator.stream`, to 1e-4."""
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     path, _ = exported("none")
     derainer = LiteDerainer(path)
@@ -109,10 +109,10 @@ def test_float32_stream_signature_is_keras_stream_over_frames(student, exported)
 def test_every_mode_streams_close_to_keras_both_signatures_one_partition(
     mode, calibrator, io, floor, student, exported
 ):
-    from export.analysis import xnnpack_coverage
-    from export.convert import float_ops
-    from export.stream import stream_coverage
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.analysis import xnnpack_coverage
+    from tf_deraindrop.export.convert import float_ops
+    from tf_deraindrop.export.int8.stream import stream_coverage
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     path, report = exported(mode, calibrator, io)
@@ -135,8 +135,8 @@ def test_every_mode_streams_close_to_keras_both_signatures_one_partition(
 
 def _convert_both_ways(source, generator, folder, mode, samples):
     """The `.tflite` of `source` without and with the `stream` signature."""
-    from export.convert import convert, write_saved_model
-    from export.stream import int8_stream
+    from tf_deraindrop.export.convert import convert, write_saved_model
+    from tf_deraindrop.export.int8.stream import int8_stream
 
     models = []
     for stream in (False, True):
@@ -155,14 +155,16 @@ def _convert_both_ways(source, generator, folder, mode, samples):
 
 @pytest.mark.parametrize("mode", ["none", "int8"])
 def test_per_frame_signature_is_unchanged_and_first(mode, student, tmp_path):
-    from export.analysis import op_counts
-    from export.calibrate import fixed_range_graph
-    from export.samples import synthetic_images
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.analysis import op_counts
+    from tf_deraindrop.export.int8.calibrate import fixed_range_graph
+    from tf_deraindrop.export.samples import synthetic_images
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     samples = synthetic_images(4, H, W, seed=9)
     source = student
-    if mode == "int8":  # the per-frame graph with its fixed ranges, as export.tflite's
+    if (
+        mode == "int8"
+    ):  # the per-frame graph with its fixed ranges, as tf_deraindrop.export.tflite's
         source, _ = fixed_range_graph(student, H, W, samples)
     alone, both = _convert_both_ways(source, student, tmp_path, mode, samples)
     assert op_counts(alone) == op_counts(both)  # the first subgraph is `derain`
@@ -178,7 +180,7 @@ def test_per_frame_signature_is_unchanged_and_first(mode, student, tmp_path):
 
 
 def test_carry_state_derain_and_reset(exported):
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     path, _ = exported("none")
     frames = _video()
@@ -200,8 +202,8 @@ def test_carry_state_derain_and_reset(exported):
 
 
 def test_bad_use_is_a_clear_error(exported, student, tmp_path):
-    from export.convert import convert, write_saved_model
-    from tf_deraindrop.lite import LiteDerainer, LiteModelError
+    from tf_deraindrop.export.convert import convert, write_saved_model
+    from tf_deraindrop.inference.tflite import LiteDerainer, LiteModelError
 
     path, _ = exported("none")
     carried = LiteDerainer(path, carry_state=True)
@@ -228,12 +230,12 @@ def test_fine_tuned_weights_carry_over_to_another_graph_of_the_model(student):
     channel equalization, which this student has no group for)."""
     import tensorflow as tf
 
-    from export.calibrate import FrozenGraph
-    from export.frozen import freeze
-    from export.qat import fine_tune
-    from export.qat_graph import with_trained_weights
-    from export.samples import synthetic_images
     from tests.export_helpers import run_frozen
+    from tf_deraindrop.export.frozen import freeze
+    from tf_deraindrop.export.int8.calibrate import FrozenGraph
+    from tf_deraindrop.export.int8.qat import fine_tune
+    from tf_deraindrop.export.int8.qat_graph import with_trained_weights
+    from tf_deraindrop.export.samples import synthetic_images
 
     samples = synthetic_images(2, H, W, seed=1)
     tuned, _ = fine_tune(student, H, W, samples, samples, steps=3, crop=32, learning_rate=1e-3)
@@ -252,8 +254,8 @@ def test_fine_tuned_weights_carry_over_to_another_graph_of_the_model(student):
 
 def test_fine_tuned_int8_export_streams(student, exported):
     """`--qat-steps`: both signatures int8 in one partition, the stream close to Keras."""
-    from export.stream import stream_coverage
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.export.int8.stream import stream_coverage
+    from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 
     path, report = exported("int8", qat_steps=2)
@@ -269,8 +271,8 @@ def test_fine_tuned_int8_export_streams(student, exported):
 def test_predict_carry_state_on_a_video(exported, tmp_path, capsys):
     """`predict --carry-state`: each video from the zero state, frames as `LiteDerainer.stream`."""
     from tests.video_helpers import decode, make_video
-    from tf_deraindrop.lite import LiteDerainer
-    from tf_deraindrop.predict import main
+    from tf_deraindrop.cli.predict import main
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     path, _ = exported("none")
     video = tmp_path / "drive.mp4"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_deraindrop.images import to_uint8
 from tf_deraindrop.metrics import psnr, psnr_y, psnr_y_tf, ssim_y, ssim_y_tf, y_channel
+from tf_deraindrop.utils.images import to_uint8
 
 
 def _noisy_pair(seed, shape=(37, 45, 3), sigma=0.08):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf_deraindrop.models.official_names import (
+from tf_deraindrop.official.names import (
     IMAGE_IN,
     IMAGE_OUT,
     OFFICIAL_LAYOUT,
@@ -74,7 +74,7 @@ def test_image_channels_are_swapped_bgr_to_rgb():
 
 
 def test_assigned_state_reads_back_through_the_map(generator):
-    from tf_deraindrop.checkpoint import assign_state_dict
+    from tf_deraindrop.official.checkpoint import assign_state_dict
 
     state = _random_state(3)
     assign_state_dict(generator, state)

@@ -40,7 +40,9 @@ def test_keras_load_model_works_after_import_tf_deraindrop(tmp_path, kind):
     assert bare.returncode != 0 and "Could not locate class" in bare.stderr
 
 
-@pytest.mark.parametrize("tool", ["tf_deraindrop.train", "data_tools.prepare", "export.tflite"])
+@pytest.mark.parametrize(
+    "tool", ["tf_deraindrop.train", "tf_deraindrop.cli.prepare", "tf_deraindrop.cli.export"]
+)
 def test_tool_help_does_not_load_keras(tool):
     # -X importtime lists every module the process imports, on stderr.
     result = subprocess.run(
@@ -74,7 +76,7 @@ def test_the_private_keras_hook_the_gan_overrides_still_exists():
     [({"avx512f", "avx512_bf16"}, "mixed_bfloat16"), ({"avx2", "fma"}, "float32")],
 )
 def test_training_precision_auto_follows_native_bfloat16(monkeypatch, flags, expected):
-    from tf_deraindrop import precision
+    from tf_deraindrop.inference import precision
     from tf_deraindrop.training import distribute
 
     monkeypatch.setattr(precision, "read_cpu_flags", lambda path="/proc/cpuinfo": frozenset(flags))

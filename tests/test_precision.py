@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_deraindrop import precision
-from tf_deraindrop.precision import choose_precision, native_bfloat16, read_cpu_flags
+from tf_deraindrop.inference import precision
+from tf_deraindrop.inference.precision import choose_precision, native_bfloat16, read_cpu_flags
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -90,7 +90,7 @@ def cpu(monkeypatch, tmp_path):
 
 def _crop() -> np.ndarray:
     """A small odd-sized image (derain pads it to 32 x 48 and crops back)."""
-    from tf_deraindrop.precision import probe_image
+    from tf_deraindrop.inference.precision import probe_image
 
     return (probe_image(32, 48)[:30, :45] * 255).astype(np.uint8)
 
@@ -118,7 +118,7 @@ def test_auto_keeps_float32_when_the_probe_falls_short(generator, cpu, monkeypat
 
 
 def test_bfloat16_output_close_to_float32_and_cached(generator, cpu):
-    from tf_deraindrop.inference import derain
+    from tf_deraindrop.inference.keras import derain
     from tf_deraindrop.metrics import psnr
 
     image = _crop()
@@ -163,7 +163,7 @@ def test_none_runs_the_generator_as_it_is(generator):
 
 
 def test_evaluate_prints_the_precision(tmp_path, generator_file, capsys):
-    from tf_deraindrop import evaluate
+    from tf_deraindrop.cli import evaluate
 
     rng = np.random.default_rng(0)
     for folder in ("data", "gt"):
@@ -177,7 +177,7 @@ def test_evaluate_prints_the_precision(tmp_path, generator_file, capsys):
 
 
 def test_predict_refuses_bfloat16_for_a_tflite(tmp_path, capsys):
-    from tf_deraindrop import predict
+    from tf_deraindrop.cli import predict
 
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_deraindrop import predict
+from tf_deraindrop.cli import predict
 
 SIZE = (37, 45)
 
@@ -43,8 +43,8 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     assert "Wrote 4 derained images" in capsys.readouterr().out
 
     # The files hold what `derain` gives for the same input and generator.
-    from tf_deraindrop.images import read_image
-    from tf_deraindrop.inference import derain, load_generator
+    from tf_deraindrop.inference.keras import derain, load_generator
+    from tf_deraindrop.utils.images import read_image
 
     generator = load_generator(generator_file)
     expected, attention = derain(generator, read_image(folder / "b.png"), return_attention=True)

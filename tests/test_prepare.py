@@ -1,4 +1,4 @@
-"""`python -m data_tools.prepare`: every planted fault is found and named."""
+"""`deraindrop prepare`: every planted fault is found and named."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_tools import prepare
-from data_tools.raindrops import render_raindrops
-from tf_deraindrop.images import read_image, write_image
-from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.cli import prepare as prepare_cli
+from tf_deraindrop.data import prepare
+from tf_deraindrop.data.masks import compute_mask
+from tf_deraindrop.synthetic.raindrops import render_raindrops
+from tf_deraindrop.utils.images import read_image, write_image
 
 SIZE = (64, 80)
 
@@ -59,7 +60,7 @@ def broken(tmp_path):
 def test_every_planted_fault_is_reported(broken, tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
     argv = ["--data-dir", str(broken), "--min-size", "32", "--contact-sheet", str(sheet)]
-    status = prepare.main(argv + ["--quiet"])
+    status = prepare_cli.main(argv + ["--quiet"])
     out = capsys.readouterr().out
     assert status == 1
     table = out[out.index("problem(s)") :]
@@ -119,30 +120,34 @@ def test_existing_masks_are_kept_unless_overwritten(broken, capsys):
     exact = np.zeros(SIZE, np.uint8)
     exact[10:20, 10:20] = 255
     write_image(broken / "mask" / "0_mask.png", np.repeat(exact[..., None], 3, -1))
-    prepare.main(["--data-dir", str(broken), "--min-size", "32", "--quiet", "--contact-pairs", "0"])
+    prepare_cli.main(
+        ["--data-dir", str(broken), "--min-size", "32", "--quiet", "--contact-pairs", "0"]
+    )
     assert "1 existing kept" in capsys.readouterr().out
     assert np.array_equal(np.asarray(Image.open(broken / "mask" / "0_mask.png"))[..., 0], exact)
-    prepare.main(["--data-dir", str(broken), "--min-size", "32", "--quiet", "--overwrite-masks"])
+    prepare_cli.main(
+        ["--data-dir", str(broken), "--min-size", "32", "--quiet", "--overwrite-masks"]
+    )
     assert not np.array_equal(np.asarray(Image.open(broken / "mask" / "0_mask.png")), exact)
 
 
 def test_empty_and_missing_folders(tmp_path, capsys):
     (tmp_path / "empty" / "data").mkdir(parents=True)
     (tmp_path / "empty" / "gt").mkdir()
-    assert prepare.main(["--data-dir", str(tmp_path / "empty"), "--quiet"]) == 1
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "empty"), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert out.count("empty folder") == 2 and "0 pairs, 0 good" in out
 
     (tmp_path / "half" / "data").mkdir(parents=True)
     write_image(tmp_path / "half" / "data" / "0_rain.png", np.zeros((40, 40, 3), np.float32))
-    assert prepare.main(["--data-dir", str(tmp_path / "half"), "--quiet"]) == 1
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "half"), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "missing folder" in out and "half/gt" in out
 
-    assert prepare.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err
     (tmp_path / "root" / "test_a" / "data").mkdir(parents=True)
-    assert prepare.main(["--data-dir", str(tmp_path / "root")]) == 2
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "root")]) == 2
     assert "splits test_a" in capsys.readouterr().err
 
 
@@ -156,7 +161,7 @@ def test_good_dataset_to_tfrecords(tmp_path, capsys):
         clean = _scene(rng, *SIZE)[: SIZE[0], : SIZE[1]]
         _write_pair(root, key, render_raindrops(clean, seed=key)[0], clean)
     argv = ["--data-dir", str(root), "--min-size", "32", "--quiet", "--num-shards", "2"]
-    assert prepare.main(argv + ["--tfrecords", str(tmp_path / "rec")]) == 0
+    assert prepare_cli.main(argv + ["--tfrecords", str(tmp_path / "rec")]) == 0
     assert "no problems found" in capsys.readouterr().out
     files = find_tfrecords(tmp_path / "rec")
     assert [f.rsplit("/", 1)[1] for f in files] == [
@@ -176,7 +181,7 @@ def test_good_dataset_to_tfrecords(tmp_path, capsys):
 def test_real_pair(raindrop_pairs_dir, tmp_path, capsys):
     argv = ["--data-dir", str(raindrop_pairs_dir), "--mask-dir", str(tmp_path / "mask")]
     argv += ["--contact-sheet", str(tmp_path / "sheet.png"), "--quiet"]
-    assert prepare.main(argv) == 0
+    assert prepare_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "1 pairs, 1 good" in out and "mean 20.9 %" in out
     shift = float(out.split("shift (px, larger axis): median ")[1].split(",")[0])

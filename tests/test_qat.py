@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning (export.qat) and `export.tflite --qat-steps`.
+"""Quantization-aware fine-tuning (tf_deraindrop.export.int8.qat) and `tf_deraindrop.export.tflite --qat-steps`.
 
 A few steps on a small generator at 32 x 48: the graph still converts to a
 valid int8 model that XNNPACK runs in one partition, the fine-tuning
@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import qat, qat_training, tflite
-from export.samples import synthetic_images
 from tests.export_helpers import int8_tflite, run_cli, run_frozen
+from tf_deraindrop.cli import export as export_cli
+from tf_deraindrop.export.int8 import qat, qat_training
+from tf_deraindrop.export.samples import synthetic_images
 
 H, W = 32, 48
 GENERATOR_SEED = 7  # of the conftest's `generator`
@@ -46,7 +47,7 @@ def ranges_trained(generator, images):
 
 def test_a_few_steps_give_a_valid_int8_export(ranges_trained, tmp_path):
     """Trained weights, equalized channels and trained ranges convert in one XNNPACK partition."""
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     graph, report, samples = ranges_trained
     assert report.steps == 2 and len(report.losses) == 2
@@ -95,7 +96,7 @@ def test_trained_weights_go_back_unequalized(generator, ranges_trained):
     """`with_trained_weights` undoes equalization: the same float output, unequalized weights."""
     import tensorflow as tf
 
-    from export.qat_graph import with_trained_weights
+    from tf_deraindrop.export.int8.qat_graph import with_trained_weights
 
     tuned, _, samples = ranges_trained
     original = qat.freeze(generator, H, W)
@@ -176,7 +177,7 @@ def test_cli_exports_after_fine_tuning(tmp_path, calibration_dir, capsys, genera
     argv += ["--quantize", "int8", "--calibration-dir", calibration_dir]
     argv += ["--calibration-samples", "2"]
     argv += ["--qat-steps", "2", "--data-dir", calibration_dir, "--qat-crop", "32", "-o", str(out)]
-    assert tflite.main([*argv, "--min-psnr", "0", "--qat-range-lr", "3e-3"]) == 0
+    assert export_cli.main([*argv, "--min-psnr", "0", "--qat-range-lr", "3e-3"]) == 0
     printed = capsys.readouterr().out
     assert "quantization-aware fine-tuning: 2 steps" in printed and out.is_file()
     assert "ranges trained" in printed

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from data_tools.raindrops import MIN_SIDE, render_raindrops
-from data_tools.synthesize import default_clean_images, fit_to_size
-from tf_deraindrop.images import read_image, to_uint8
-from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.data.masks import compute_mask
 from tf_deraindrop.metrics import psnr_y
+from tf_deraindrop.synthetic.raindrops import MIN_SIDE, render_raindrops
+from tf_deraindrop.synthetic.synthesize import default_clean_images, fit_to_size
+from tf_deraindrop.utils.images import read_image, to_uint8
 
 
 def y_psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tf_deraindrop.data.masks import compute_mask
 from tf_deraindrop.data.record_writer import write_tfrecords
 from tf_deraindrop.data.records import (
     MASK_ON,
@@ -15,7 +16,6 @@ from tf_deraindrop.data.records import (
     load_tfrecord_dataset,
     parse_example,
 )
-from tf_deraindrop.masks import compute_mask
 
 
 def _random_pair(rng: np.random.Generator, h: int, w: int):

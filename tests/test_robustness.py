@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
-from tf_deraindrop.images import (
+from tf_deraindrop.cli import prepare as prepare_cli
+from tf_deraindrop.utils.images import (
     MAX_IMAGE_PIXELS,
     ImageReadError,
     open_image,
@@ -158,8 +159,8 @@ def test_rotated_jpeg_is_read_upright(tmp_path, orientation):
 
 
 def test_rotated_photo_is_evaluated_upright(tmp_path):
+    from tf_deraindrop.cli.evaluate import evaluate_pairs
     from tf_deraindrop.data import find_pairs
-    from tf_deraindrop.evaluate import evaluate_pairs
 
     upright = blocks(40, 64)
     os.makedirs(tmp_path / "set" / "data")
@@ -196,7 +197,7 @@ def test_bomb_is_refused_before_decoding(tmp_path):
 
 
 def test_bomb_in_evaluate_is_exit_2_naming_the_file(tmp_path, capsys):
-    from tf_deraindrop import evaluate
+    from tf_deraindrop.cli import evaluate
 
     os.makedirs(tmp_path / "set" / "data")
     os.makedirs(tmp_path / "set" / "gt")
@@ -234,7 +235,7 @@ def test_evaluate_prints_its_table_then_names_the_csv_it_cannot_write(tmp_path, 
 
 
 def test_write_image_names_the_file_and_leaves_nothing(full_disk):
-    from tf_deraindrop.images import ImageWriteError, write_image
+    from tf_deraindrop.utils.images import ImageWriteError, write_image
 
     if not full_disk.mounted:
         pytest.skip("needs the tmpfs in this process; the predict test covers write_image")
@@ -250,7 +251,7 @@ def test_tf_pipeline_reads_turned_photos_upright_like_read_image(tmp_path):
     # turned file goes through PIL instead, next to a plain one that stays
     # native. Both come out as read_image reads them.
     from tf_deraindrop.data import make_dataset
-    from tf_deraindrop.images import to_uint8
+    from tf_deraindrop.utils.images import to_uint8
 
     root = tmp_path / "set"
     os.makedirs(root / "data")
@@ -276,10 +277,9 @@ def _bomb_set(root):
 
 
 def test_bomb_in_training_checks_prepare_and_export_names_the_file(tmp_path, capsys):
-    from data_tools import prepare
-    from export.errors import ExportError
-    from export.samples import read_images
     from tf_deraindrop.data import DatasetError, check_pairs, find_pairs
+    from tf_deraindrop.export.errors import ExportError
+    from tf_deraindrop.export.samples import read_images
 
     _bomb_set(tmp_path / "set")
     bomb = str(tmp_path / "set" / "data" / "0_rain.png")
@@ -287,7 +287,7 @@ def test_bomb_in_training_checks_prepare_and_export_names_the_file(tmp_path, cap
     with pytest.raises(DatasetError, match="0_rain.png: 200,000,000 pixels.*decompression bomb"):
         check_pairs(find_pairs(tmp_path / "set"))
     # prepare lists it as a problem of the named file (its status for bad files is 1).
-    code = prepare.main(["--data-dir", str(tmp_path / "set"), "--no-masks", "--quiet"])
+    code = prepare_cli.main(["--data-dir", str(tmp_path / "set"), "--no-masks", "--quiet"])
     out = capsys.readouterr()
     assert code == 1 and "0_rain.png" in out.out and "decompression bomb" in out.out
     # Export's calibration images: skipped with a warning naming it, exit 2 if none is left.
@@ -322,7 +322,7 @@ def test_prepare_tfrecords_names_the_file_it_cannot_write(tmp_path, full_disk):
     folder, limit = full_disk.folder, full_disk.limit
     full_disk.fill()
     _small_set(tmp_path / "set")
-    args = ["data_tools.prepare", "--data-dir", str(tmp_path / "set"), "--min-size", "8"]
+    args = ["tf_deraindrop.cli.prepare", "--data-dir", str(tmp_path / "set"), "--min-size", "8"]
     args += ["--no-masks", "--contact-pairs", "0", "--quiet", "--tfrecords", str(folder)]
     proc = run_tool(args, file_size_limit=limit)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
@@ -337,7 +337,7 @@ def _dead_pid() -> int:
 
 
 def test_stale_partials_of_killed_runs_are_removed_live_ones_kept(tmp_path, capsys):
-    from tf_deraindrop import evaluate
+    from tf_deraindrop.cli import evaluate
 
     _small_set(tmp_path / "set")
     out = tmp_path / "out"
@@ -354,7 +354,7 @@ def test_stale_partials_of_killed_runs_are_removed_live_ones_kept(tmp_path, caps
 
 
 def test_bomb_in_predict_is_exit_2_before_the_model_loads(tmp_path, capsys):
-    from tf_deraindrop import predict
+    from tf_deraindrop.cli import predict
 
     bomb_png(tmp_path / "bomb.png")
     out = tmp_path / "out"
@@ -384,7 +384,8 @@ def test_predict_names_the_image_it_cannot_write_and_leaves_nothing(
 
 
 def test_predict_max_pixels_flag_reaches_derain(tmp_path, generator_file, capsys, monkeypatch):
-    from tf_deraindrop import inference, predict
+    from tf_deraindrop.cli import predict
+    from tf_deraindrop.inference import keras as inference
 
     Image.fromarray(blocks(40, 48)).save(tmp_path / "p.png")
     with pytest.raises(SystemExit):
@@ -416,7 +417,15 @@ def test_export_names_the_file_it_cannot_write_and_leaves_no_savedmodel(
     (stale / "saved_model.pb").write_bytes(b"\0" * 100)
     full_disk.fill()
     target = folder / "m.tflite"
-    args = ["export.tflite", "--weights", str(generator_file), "--height", "16", "--width", "16"]
+    args = [
+        "tf_deraindrop.cli.export",
+        "--weights",
+        str(generator_file),
+        "--height",
+        "16",
+        "--width",
+        "16",
+    ]
     proc = run_tool(args + ["--no-verify", "--quiet", "-o", str(target)], file_size_limit=limit)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"{target}: could not be written" in proc.stderr and "Traceback" not in proc.stderr

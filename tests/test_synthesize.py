@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_tools import synthesize
-from data_tools.synthesize import SynthesisError, default_clean_images, synthesize_dataset
-from tf_deraindrop.images import read_image
+from tf_deraindrop.cli import synthesize as synthesize_cli
+from tf_deraindrop.synthetic import synthesize
+from tf_deraindrop.synthetic.synthesize import (
+    SynthesisError,
+    default_clean_images,
+    synthesize_dataset,
+)
+from tf_deraindrop.utils.images import read_image
 
 
 def _files(root):
@@ -70,12 +75,12 @@ def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
 
     out = tmp_path / "out"
     argv = ["--clean-dir", str(photos), "--out-dir", str(out), "--pairs-per-image", "1"]
-    assert synthesize.main(argv + ["--quiet"]) == 2
+    assert synthesize_cli.main(argv + ["--quiet"]) == 2
     err = capsys.readouterr().err
     assert "notes.txt: not an image or a video file" in err
     assert "broken.jpg" in err and "error:" in err
 
-    assert synthesize.main(argv + ["--quiet", "--keep-going"]) == 1
+    assert synthesize_cli.main(argv + ["--quiet", "--keep-going"]) == 1
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "tiny.png" in err and "too small" in err
     assert "2 pairs not written" in err
@@ -85,10 +90,10 @@ def test_cli_with_a_folder_of_odd_photos(tmp_path, capsys):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert synthesize.main(["--clean-dir", str(empty), "--out-dir", str(out)]) == 2
+    assert synthesize_cli.main(["--clean-dir", str(empty), "--out-dir", str(out)]) == 2
     assert "no image or video files" in capsys.readouterr().err
     missing = str(tmp_path / "missing")
-    assert synthesize.main(["--clean-dir", missing, "--out-dir", str(out)]) == 2
+    assert synthesize_cli.main(["--clean-dir", missing, "--out-dir", str(out)]) == 2
     assert "missing: no such folder" in capsys.readouterr().err
 
 
@@ -105,7 +110,7 @@ def test_bad_arguments():
 
 def test_clean_dir_with_a_video_takes_a_frame_every_n_seconds(tmp_path, capsys):
     from tests.video_helpers import decode, make_video
-    from tf_deraindrop.images import to_float_rgb
+    from tf_deraindrop.utils.images import to_float_rgb
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -116,7 +121,7 @@ def test_clean_dir_with_a_video_takes_a_frame_every_n_seconds(tmp_path, capsys):
     (photos / "broken.mov").write_bytes(b"not a video")
     out = tmp_path / "out"
     argv = ["--clean-dir", str(photos), "--out-dir", str(out), "--pairs-per-image", "1"]
-    assert synthesize.main(argv + ["--every", "0.25", "--quiet"]) == 0
+    assert synthesize_cli.main(argv + ["--every", "0.25", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "skipped: " in err and "broken.mov: not a video FFmpeg can read" in err
     assert len(list((out / "gt").iterdir())) == 5
@@ -125,7 +130,7 @@ def test_clean_dir_with_a_video_takes_a_frame_every_n_seconds(tmp_path, capsys):
     for k, index in enumerate([0, 6, 12, 18], start=1):
         gt = read_image(out / "gt" / f"{k}_clean.png")
         np.testing.assert_allclose(gt, to_float_rgb(frames[index]), atol=1 / 255)
-    assert synthesize.main(argv + ["--every", "0", "--quiet"]) == 2
+    assert synthesize_cli.main(argv + ["--every", "0", "--quiet"]) == 2
     assert "--every 0" in capsys.readouterr().err
 
     # --clean-dir may be the video itself.

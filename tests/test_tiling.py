@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tf_deraindrop.tiling import choose_tile, pad_to, positions, tile_and_blend
+from tf_deraindrop.inference.tiling import choose_tile, pad_to, positions, tile_and_blend
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ _BOUNDED_RUN = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import keras
     import numpy as np
-    from tf_deraindrop.inference import derain
+    from tf_deraindrop.inference.keras import derain
     from tf_deraindrop.models import LiteGenerator
 
     keras.utils.set_random_seed(0)

@@ -28,7 +28,7 @@ from tests.video_helpers import (
     make_video,
     psnr,
 )
-from tf_deraindrop import predict
+from tf_deraindrop.cli import predict
 from tf_deraindrop.video import (
     FrameModel,
     OutputExistsError,
@@ -85,7 +85,7 @@ def generator_path(generator, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def reference(clips, generator):
     """The AAC clip's decoded frames, and `derain` of each with its attention map."""
-    from tf_deraindrop.inference import derain
+    from tf_deraindrop.inference.keras import derain
 
     frames, _ = decode(clips["aac"])
     pairs = [derain(generator, frame, return_attention=True) for frame in frames]
@@ -94,7 +94,7 @@ def reference(clips, generator):
 
 @pytest.fixture(scope="module")
 def lite_model(generator, tmp_path_factory) -> str:
-    from export import tflite
+    from tf_deraindrop.export import tflite
 
     path = tmp_path_factory.mktemp("lite") / "g.tflite"
     tflite.export_tflite(
@@ -170,7 +170,7 @@ def test_lossless_codec_with_batches_equals_derain(clips, generator, reference, 
 
 
 def test_tflite_cli_tiles_an_odd_size_and_pixel_format(clips, lite_model, tmp_path, capsys):
-    from tf_deraindrop.lite import LiteDerainer
+    from tf_deraindrop.inference.tflite import LiteDerainer
 
     # 37 x 53 gray frames: four 32 x 48 tiles of the exported model each.
     out = tmp_path / "out"
@@ -558,7 +558,7 @@ def test_kill_9_leaves_no_file_under_the_final_name(clips, tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
     # The next run (predict) removes the dead writer's temporary file.
-    from tf_deraindrop.weights import remove_stale_partials
+    from tf_deraindrop.utils.files import remove_stale_partials
 
     (temporary,) = _hidden(tmp_path)
     assert temporary.startswith(".drive.partial") and temporary.endswith(".mp4")

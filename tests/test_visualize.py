@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf_deraindrop.visualize import attention_heatmap, heat_map, make_panel, side_by_side
+from tf_deraindrop.utils.visualize import attention_heatmap, heat_map, make_panel, side_by_side
 
 
 def test_panels_use_the_heat_map_palette():

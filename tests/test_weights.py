@@ -1,4 +1,4 @@
-"""`tf_deraindrop.weights`: the one generator loader of the tools, float32 copies, atomic writes."""
+"""`tf_deraindrop.utils.files`: the one generator loader of the tools, float32 copies, atomic writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tf_deraindrop.weights import (
+from tf_deraindrop.utils.files import (
     WeightsError,
     atomic_path,
     float32_generator,

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 __version__ = "0.1.0"
@@ -27,9 +28,9 @@ __all__ = [
 _LAZY = {
     "Discriminator": "tf_deraindrop.models",
     "Generator": "tf_deraindrop.models",
-    "derain": "tf_deraindrop.inference",
-    "load_generator": "tf_deraindrop.inference",
-    "import_official_checkpoint": "tf_deraindrop.checkpoint",
+    "derain": "tf_deraindrop.inference.keras",
+    "load_generator": "tf_deraindrop.inference.keras",
+    "import_official_checkpoint": "tf_deraindrop.official.checkpoint",
 }
 
 
@@ -49,10 +50,10 @@ def _running_a_tool() -> bool:
     """Whether this process is one of the project's command-line tools (`python -m ...`)."""
     # While `python -m tf_deraindrop.<tool>` imports this package, `sys.argv[0]`
     # is still "-m"; afterwards `__main__` carries the tool's module name.
-    if sys.argv[:1] == ["-m"]:
+    if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0]) == "deraindrop":
         return True
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return bool(spec and spec.name.split(".")[0] in ("tf_deraindrop", "data_tools", "export"))
+    return bool(spec and spec.name.split(".")[0] == "tf_deraindrop")
 
 
 # The tools import what they need themselves, so that their `--help` answers

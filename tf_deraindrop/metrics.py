@@ -38,7 +38,7 @@ def _check_uint8_pair(output: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray
         if image.dtype != np.uint8:
             raise TypeError(
                 f"{name} must be uint8 (the protocol measures the saved 8-bit image); "
-                f"got {image.dtype}. Convert with tf_deraindrop.images.to_uint8."
+                f"got {image.dtype}. Convert with tf_deraindrop.utils.images.to_uint8."
             )
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"{name} must be RGB (H, W, 3); got shape {image.shape}.")

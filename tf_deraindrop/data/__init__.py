@@ -10,6 +10,7 @@
 (and the names below) load without TensorFlow.
 """
 
+from tf_deraindrop.data.masks import DEFAULT_THRESHOLD as DEFAULT_MASK_THRESHOLD
 from tf_deraindrop.data.pairs import (
     DatasetError,
     DatasetWarning,
@@ -20,7 +21,6 @@ from tf_deraindrop.data.pairs import (
     is_tfrecord_dir,
     split_validation,
 )
-from tf_deraindrop.masks import DEFAULT_THRESHOLD as DEFAULT_MASK_THRESHOLD
 
 __all__ = [
     "DEFAULT_MASK_THRESHOLD",

@@ -1,7 +1,7 @@
 """The per-example graph: decoding, the crop shared by the three images, the mask.
 
 The mask `M` is read from `mask/` where a pair has one; otherwise it is
-computed from the pair by `tf_deraindrop.masks.compute_mask` (the one
+computed from the pair by `tf_deraindrop.data.masks.compute_mask` (the one
 implementation of the rule) on the cropped window plus a margin wide enough
 for its morphology, which gives exactly the mask of the full image, cropped.
 A training crop and flip depend only on the run's seed and the example's
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tf_deraindrop.images import read_image, to_uint8
-from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.data.masks import compute_mask
+from tf_deraindrop.utils.images import read_image, to_uint8
 
 #: Formats `tf.io.decode_image` reads natively; anything else is decoded by PIL.
 TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

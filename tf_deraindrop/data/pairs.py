@@ -4,7 +4,7 @@ The layout is the authors': `<split>/data/<k>_rain.png` with
 `<split>/gt/<k>_clean.png` (png or jpg, any mix), matched by `k`, and an
 optional `<split>/mask/<k>_mask.png` per pair. `scan_folder` reads one of
 these folders and reports every file it cannot use; `find_pairs` (the
-training pipeline) and `data_tools.prepare` (the dataset checker) both build
+training pipeline) and `tf_deraindrop.data.prepare` (the dataset checker) both build
 on it.
 
 Every pair is checked from the image headers (sizes equal, crop fits, file
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_deraindrop.images import IMAGE_SUFFIXES
+from tf_deraindrop.utils.images import IMAGE_SUFFIXES
 
 #: Sub-folder and name suffix of each role: `data/<k>_rain.*`, `gt/<k>_clean.*`, `mask/<k>_mask.*`.
 LAYOUT = {"rainy": ("data", "_rain"), "clean": ("gt", "_clean"), "mask": ("mask", "_mask")}
@@ -262,7 +262,7 @@ def image_size(path: str) -> tuple[int, int]:
     """
     from PIL import UnidentifiedImageError
 
-    from tf_deraindrop.images import ImageReadError, open_image, oriented_size
+    from tf_deraindrop.utils.images import ImageReadError, open_image, oriented_size
 
     try:
         with open_image(path) as img:

@@ -25,9 +25,9 @@ import tensorflow as tf
 
 from tf_deraindrop.data import records
 from tf_deraindrop.data.examples import TF_DECODABLE, ExampleGraph
+from tf_deraindrop.data.masks import DEFAULT_THRESHOLD
 from tf_deraindrop.data.pairs import DatasetError, Pair, check_pairs, find_pairs, is_tfrecord_dir
-from tf_deraindrop.images import ImageReadError, is_turned
-from tf_deraindrop.masks import DEFAULT_THRESHOLD
+from tf_deraindrop.utils.images import ImageReadError, is_turned
 
 
 def _pairs_source(source, crop_size, skip_bad, problems, check):

@@ -14,10 +14,10 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
+from tf_deraindrop.data.masks import compute_mask
 from tf_deraindrop.data.records import MASK_ON, shard_name
-from tf_deraindrop.images import read_image, to_float_rgb, to_uint8
-from tf_deraindrop.masks import compute_mask
-from tf_deraindrop.weights import atomic_path
+from tf_deraindrop.utils.files import atomic_path
+from tf_deraindrop.utils.images import read_image, to_float_rgb, to_uint8
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -64,13 +64,13 @@ def encode_example(
         rainy: path or array (float RGB in [0, 1], uint8, gray, RGBA, 16-bit).
         clean: path or array, same size.
         mask: path, bool/uint8/float array `(H, W)`, or None to compute it with
-            `tf_deraindrop.masks.compute_mask(rainy, clean, **mask_kwargs)`.
+            `tf_deraindrop.data.masks.compute_mask(rainy, clean, **mask_kwargs)`.
         name: the pair's name.
         mask_kwargs: threshold, reduce, close_size, open_size for the mask.
 
     Raises:
         ValueError: the images or the mask differ in size (message names them).
-        tf_deraindrop.images.ImageReadError: a file cannot be read.
+        tf_deraindrop.utils.images.ImageReadError: a file cannot be read.
     """
     rainy_u8 = _load_rgb(rainy)
     clean_u8 = _load_rgb(clean)

@@ -1,6 +1,6 @@
 """Sharded TFRecords of rainy/clean/mask triples: the schema and the reader.
 
-`record_writer.write_tfrecords` writes them (`python -m data_tools.prepare
+`record_writer.write_tfrecords` writes them (`deraindrop prepare
 --tfrecords` calls it); the training pipeline reads them through
 `records_dataset`.
 

@@ -88,7 +88,7 @@ class LiteGenerator(keras.Model):
     inputs). The gates' convolution of the step input is computed once,
     since the input is the same at every step. Every op (conv, add, mul,
     logistic, tanh, depth-to-space) runs in XNNPACK in float and int8, so
-    the model converts as it is (`python -m export.tflite`).
+    the model converts as it is (`deraindrop export`).
 
     Input: RGB in [0, 1], `(B, H, W, 3)`, `H` and `W` multiples of 4.
     Output: `{"attention": [A_1, ..., A_steps], "outputs": [S_quarter, S_half, O]}`,

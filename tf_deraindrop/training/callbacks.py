@@ -18,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_deraindrop.images import write_image
-from tf_deraindrop.visualize import make_panel
-from tf_deraindrop.weights import atomic_path, float32_generator
+from tf_deraindrop.utils.files import atomic_path, float32_generator
+from tf_deraindrop.utils.images import write_image
+from tf_deraindrop.utils.visualize import make_panel
 
 
 def _step(model) -> int:

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_deraindrop.weights import atomic_path
+from tf_deraindrop.utils.files import atomic_path
 
 HEALTH_FILE = "health.json"
 #: Per-step losses watched for spikes: image reconstruction terms, bounded for a sane generator.

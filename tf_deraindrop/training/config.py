@@ -15,8 +15,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from tf_deraindrop.masks import DEFAULT_THRESHOLD
-from tf_deraindrop.weights import atomic_path
+from tf_deraindrop.data.masks import DEFAULT_THRESHOLD
+from tf_deraindrop.utils.files import atomic_path
 
 #: The default mask recipe (docs/architecture.md, section 6): max over channels of
 #: |I - B| >= 30/255.

@@ -115,7 +115,7 @@ def resolve_precision(name: str = "auto") -> str:
     (`benchmarks/bench_train.py`, `benchmarks/bench_precision_curves.py`);
     without native support TensorFlow emulates bfloat16, slower than float32.
     """
-    from tf_deraindrop.precision import native_bfloat16
+    from tf_deraindrop.inference.precision import native_bfloat16
 
     if name == "auto":
         if tf.config.list_physical_devices("GPU"):

@@ -19,7 +19,7 @@ import numpy as np
 
 from tf_deraindrop import data
 from tf_deraindrop.training.config import ConfigError, TrainConfig
-from tf_deraindrop.weights import atomic_path
+from tf_deraindrop.utils.files import atomic_path
 
 #: Synthetic demo set: every scikit-image photo, resized to this (H, W), this many times.
 DEMO_IMAGE_SIZE = (96, 128)
@@ -36,7 +36,7 @@ def ensure_demo_data(path: str, seed: int) -> str:
     done = os.path.join(path, ".complete")
     if os.path.isfile(done):
         return path
-    from data_tools.synthesize import synthesize_dataset
+    from tf_deraindrop.synthetic.synthesize import synthesize_dataset
 
     print(f"Synthesizing the demo's raindrop pairs into {path} ...", flush=True)
     shutil.rmtree(path, ignore_errors=True)  # an incomplete set from an older version
@@ -220,7 +220,7 @@ class TrainingInputs:
         For a TensorFlow decode error that does not say which file failed: the
         headers and checksums were checked up front, so only pixel data is left.
         """
-        from tf_deraindrop.images import ImageReadError, read_image
+        from tf_deraindrop.utils.images import ImageReadError, read_image
 
         pairs = [] if isinstance(self.train_source, str) else self.train_source
         for pair in [*pairs, *self.val_pairs]:

@@ -21,7 +21,7 @@ Example:
 """
 
 from tf_deraindrop.video.encoders import ENCODERS, Encoder, choose_encoder, video_encoders
-from tf_deraindrop.video.models import DEFAULT_BATCH, FrameModel, frame_model
+from tf_deraindrop.video.frame_model import DEFAULT_BATCH, FrameModel, frame_model
 from tf_deraindrop.video.passthrough import plan_output
 from tf_deraindrop.video.pipeline import check_outputs, check_range, derain_video
 from tf_deraindrop.video.probing import (

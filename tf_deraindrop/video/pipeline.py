@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from tf_deraindrop.video.encoders import choose_encoder, pixel_format
-from tf_deraindrop.video.models import frame_model
+from tf_deraindrop.video.frame_model import frame_model
 from tf_deraindrop.video.passthrough import OutputPlan, output_format, plan_output, try_streams
 from tf_deraindrop.video.probing import VideoError, VideoInfo, parse_time, probe
 from tf_deraindrop.video.reader import DecodeStatus
@@ -81,7 +81,7 @@ def derain_video(
         codec: the encoder (default `libx264`; `ffv1` is lossless).
         crf: quality of `libx264`/`libx265`/`libvpx-vp9`/`libsvtav1` (lower is better).
         compare: also write rainy | derained side by side to this file.
-        attention: also write the attention heat map (`tf_deraindrop.visualize`
+        attention: also write the attention heat map (`tf_deraindrop.utils.visualize`
             palette) to this file.
         start, duration: seconds (or `"MM:SS"`) of the part to derain.
         overwrite: replace existing outputs.
@@ -104,7 +104,7 @@ def derain_video(
         ValueError: a bad codec, CRF or range.
 
     Example:
-        >>> from tf_deraindrop.lite import LiteDerainer  # doctest: +SKIP
+        >>> from tf_deraindrop.inference.tflite import LiteDerainer  # doctest: +SKIP
         >>> derainer = LiteDerainer("derain_int8.tflite", threads=2)  # doctest: +SKIP
         >>> result = derain_video("drive.mp4", "clean.mp4", derainer)  # doctest: +SKIP
         >>> print(result.summary())  # doctest: +SKIP

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from tf_deraindrop.video.models import FrameModel
+from tf_deraindrop.video.frame_model import FrameModel
 from tf_deraindrop.video.passthrough import shift_packet
 from tf_deraindrop.video.probing import VideoError, VideoInfo
 from tf_deraindrop.video.reader import DecodeStatus, RGBConverter, demux
@@ -211,12 +211,12 @@ class Stages:
         pts, step = timing
         self.writers["output"].write(derained, pts, step)
         if "compare" in self.writers:
-            from tf_deraindrop.visualize import side_by_side
+            from tf_deraindrop.utils.visualize import side_by_side
 
             pair = side_by_side([rainy, derained], gap=COMPARE_GAP)
             self.writers["compare"].write(pair, pts, step)
         if "attention" in self.writers:
-            from tf_deraindrop.visualize import attention_heatmap
+            from tf_deraindrop.utils.visualize import attention_heatmap
 
             self.writers["attention"].write(attention_heatmap(attention_map), pts, step)
         self.result.frames += 1

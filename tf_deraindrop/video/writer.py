@@ -32,7 +32,7 @@ class OutputExistsError(FileExistsError):
 def temporary_name(path: str) -> str:
     """`dir/.name.partial<pid>.ext`: hidden, in the output's folder, so the rename is atomic.
 
-    The name is `tf_deraindrop.weights.atomic_path`'s, so that
+    The name is `tf_deraindrop.utils.files.atomic_path`'s, so that
     `weights.remove_stale_partials` removes it once its writer is dead (`kill -9`).
     """
     directory, name = os.path.split(path)

@@ -37,8 +37,8 @@ class Validation(keras.callbacks.Callback):
         self._run = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from tf_deraindrop.images import to_uint8
         from tf_deraindrop.metrics import psnr, psnr_y
+        from tf_deraindrop.utils.images import to_uint8
 
         if logs is None or not self.examples:
             return
@@ -77,7 +77,7 @@ class DistillLogger(TensorBoardLogger):
     )
 
     def render_panel(self) -> np.ndarray:
-        from tf_deraindrop.visualize import panel_rows
+        from tf_deraindrop.utils.visualize import panel_rows
 
         rainy, teacher = self.sample
         result = self.model.generator(rainy, training=False)

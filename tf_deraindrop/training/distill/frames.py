@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 
 from tf_deraindrop.training.distill.config import DistillError
-from tf_deraindrop.weights import atomic_path, remove_stale_partials
+from tf_deraindrop.utils.files import atomic_path, remove_stale_partials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,7 @@ def safe_name(text: str) -> str:
 
 def _write_frames(video: str, folder: str, stem: str, every: float) -> int:
     """Writes the frames of `video` into `folder`; returns how many (DistillError if unreadable)."""
-    from tf_deraindrop.images import write_image
+    from tf_deraindrop.utils.images import write_image
     from tf_deraindrop.video import VideoError, iter_frames
 
     shutil.rmtree(folder, ignore_errors=True)
@@ -80,7 +80,7 @@ def _pairs(data_dir: str) -> list[Example]:
 
 
 def _rainy_files(data_dir: str, frames_dir: str, frame_every: float) -> list[Example]:
-    from tf_deraindrop.images import IMAGE_SUFFIXES
+    from tf_deraindrop.utils.images import IMAGE_SUFFIXES
     from tf_deraindrop.video import VIDEO_SUFFIXES
 
     examples = []
@@ -133,7 +133,7 @@ def split_validation(
 
 def read_frame(path: str) -> np.ndarray:
     """The image in `path`, cropped to multiples of 4 (DistillError naming an unreadable file)."""
-    from tf_deraindrop.images import ImageReadError, read_image
+    from tf_deraindrop.utils.images import ImageReadError, read_image
 
     try:
         image = read_image(path)
@@ -164,7 +164,7 @@ class FrameStore:
         """The frame as float32 RGB in [0, 1], cropped to multiples of 4."""
         array = self._cache.get(path)
         if array is None:
-            from tf_deraindrop.images import to_uint8
+            from tf_deraindrop.utils.images import to_uint8
 
             array = to_uint8(read_frame(path))
             if self.used + array.nbytes <= self.budget:

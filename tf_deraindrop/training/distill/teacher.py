@@ -16,12 +16,12 @@ import numpy as np
 
 from tf_deraindrop.training.distill.config import DistillError
 from tf_deraindrop.training.distill.frames import Example, FrameStore, safe_name
-from tf_deraindrop.weights import atomic_path, remove_stale_partials
+from tf_deraindrop.utils.files import atomic_path, remove_stale_partials
 
 
 def load_teacher(path: str):
     """The teacher generator in `path`, float32. DistillError naming the file if unusable."""
-    from tf_deraindrop.weights import WeightsError, float32_generator, load_generator_weights
+    from tf_deraindrop.utils.files import WeightsError, float32_generator, load_generator_weights
 
     try:
         teacher = load_generator_weights(path)

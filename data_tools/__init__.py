@@ -1,1 +1,0 @@
-"""Data tools: synthetic raindrops (`raindrops`, `synthesize`) and dataset checks (`prepare`)."""

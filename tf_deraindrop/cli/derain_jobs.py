@@ -1,0 +1,133 @@
+"""Deraining planned jobs (`tf_deraindrop.cli.jobs`): the model, each image's files, each video.
+
+The model is a Keras generator (run by `tf_deraindrop.derain`) or a `.tflite`
+export (run by `LiteDerainer`); both write the same outputs. One bad input is
+reported and skipped so that it does not lose the rest of a folder; a write
+error (a full disk) stops the run, since every later write would fail too.
+
+Example:
+    >>> model = load_model("generator.keras")  # doctest: +SKIP
+    >>> failed = predict_files(model, image_jobs)  # doctest: +SKIP
+    >>> failures = predict_videos(model, video_jobs, {"codec": "libx264"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from tf_deraindrop.cli.jobs import Job
+
+
+def load_model(weights: str, threads: int | None = None, low_memory: bool = False):
+    """A `LiteDerainer` for a `.tflite` file, else the generator (`load_generator_weights`).
+
+    Raises:
+        WeightsError: missing or unreadable weights (the message names the file).
+    """
+    from tf_deraindrop.utils.files import WeightsError
+
+    if weights.lower().endswith(".tflite"):
+        from tf_deraindrop.inference.tflite import LiteDerainer, LiteModelError
+
+        try:
+            return LiteDerainer(weights, threads=threads, low_memory=low_memory)
+        except LiteModelError as err:
+            raise WeightsError(str(err)) from err
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    from tf_deraindrop.utils.files import load_generator_weights
+
+    return load_generator_weights(weights)
+
+
+def _image_derainer(model, derain_options: dict):
+    """`f(image, return_attention) -> derained or (derained, attention)` for any engine."""
+    if hasattr(model, "derain") and not hasattr(model, "predict_on_batch"):
+        return lambda image, attention: model.derain(image, return_attention=attention)
+    from tf_deraindrop.inference.keras import derain
+
+    return lambda image, attention: derain(
+        model, image, return_attention=attention, **derain_options
+    )
+
+
+def predict_files(
+    generator,
+    jobs: Sequence[Job],
+    progress: bool = True,
+    derain_options: dict | None = None,
+) -> list[tuple[str, str]]:
+    """Derains each image job into its outputs; returns `(path, reason)` of the ones that failed.
+
+    An unreadable image is reported and skipped so that one bad file does not
+    lose the rest of a folder.
+
+    Raises:
+        ImageWriteError: an output could not be written (nothing partial is left).
+    """
+    from tqdm import tqdm
+
+    from tf_deraindrop.utils.images import ImageReadError, read_image, to_uint8, write_image
+    from tf_deraindrop.utils.visualize import attention_heatmap, side_by_side
+
+    run = _image_derainer(generator, derain_options or {})
+    failed = []
+    for job in tqdm(jobs, desc="derain", unit="image", disable=not progress, file=sys.stderr):
+        try:
+            image = read_image(job.path)
+        except ImageReadError as err:
+            failed.append((job.path, str(err)))
+            continue
+        if "attention" in job.outputs:
+            derained, attention = run(image, True)
+            write_image(job.outputs["attention"], attention_heatmap(attention))
+        else:
+            derained = run(image, False)
+        if "compare" in job.outputs:
+            write_image(job.outputs["compare"], side_by_side([to_uint8(image), derained]))
+        write_image(job.outputs["output"], derained)
+    return failed
+
+
+def predict_videos(model, jobs: Sequence[Job], options: dict) -> int:
+    """Derains each video job with `derain_video(..., **options)`; returns how many failed.
+
+    A truncated video (written as far as it decodes) counts as failed. After
+    a write error the remaining videos are not tried and count as failed.
+
+    Args:
+        model: a Keras generator or a `LiteDerainer`.
+        jobs: the video jobs.
+        options: `tf_deraindrop.video.derain_video` keyword arguments other
+            than the paths (`codec`, `crf`, `start`, `overwrite`, ...).
+    """
+    from tf_deraindrop.video import OutputExistsError, VideoError, VideoWriteError, derain_video
+
+    failures = 0
+    for index, job in enumerate(jobs):
+        outputs = job.outputs
+        if getattr(model, "carry_state", False):
+            model.reset()  # each video starts from the zero ConvLSTM state
+        try:
+            result = derain_video(
+                job.path,
+                outputs["output"],
+                model,
+                compare=outputs.get("compare"),
+                attention=outputs.get("attention"),
+                **options,
+            )
+        except VideoWriteError as err:
+            print(f"error: {err}; the unfinished file was removed", file=sys.stderr)
+            return failures + len(jobs) - index  # the next would fail too
+        except (VideoError, OutputExistsError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        print(result.summary())
+        if result.truncated:
+            failures += 1
+    return failures

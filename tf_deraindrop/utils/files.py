@@ -1,0 +1,159 @@
+"""Generator files: loading one for a command-line tool, a float32 copy, atomic writes.
+
+Kept free of TensorFlow at import, so a tool can check its arguments before
+paying for the import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+
+
+class WeightsError(Exception):
+    """The generator weights are missing or unreadable; the message says which file and why."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside `path`, renamed over it when the block succeeds.
+
+    The temporary name starts with a dot (hidden from globs such as
+    `*.tfrecord`) and keeps the suffix, so writers that pick the format from
+    it (PIL, `keras.Model.save`) still can. If the block raises, whatever it
+    wrote there (a file or a folder) is removed and `path` is left as it was.
+    The folder of `path` is created.
+
+    Args:
+        path: the file (or folder) to write.
+
+    Example:
+        >>> with atomic_path("out/report.csv") as tmp:  # doctest: +SKIP
+        ...     with open(tmp, "w") as f:
+        ...         f.write("key,psnr\\n")
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base, suffix = os.path.splitext(os.path.basename(path))
+    # The process id keeps two writers of the same file (workers) apart.
+    tmp = os.path.join(directory, f".{base}.partial{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` through `atomic_path`: a reader never sees half of it.
+
+    Args:
+        path: the file to write (its folder is created).
+        text: the whole content.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+#: `atomic_path`'s temporary names: `.<base>.partial<pid><suffix>`.
+_PARTIAL_NAME = re.compile(r"^\..+\.partial(?P<pid>\d+)(\.[^.]*)?$")
+
+
+def remove_stale_partials(directory: str | os.PathLike) -> list[str]:
+    """Removes the temporaries `atomic_path` left in `directory` when its writer was killed.
+
+    A temporary is stale when the process in its name no longer runs on
+    this machine (`kill -9`, a power cut); those of live writers are kept.
+    Returns the paths removed. Errors (a folder that is not there) are ignored.
+
+    Example:
+        >>> remove_stale_partials("derained/")  # doctest: +SKIP
+        ['derained/.photo.partial4242.png']
+    """
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _PARTIAL_NAME.match(name)
+        if not match or _running(int(match["pid"])):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid at all: keep it)
+    return True
+
+
+def float32_generator(generator, copy: bool = False):
+    """A float32 generator with the weights of `generator` (any dtype policy).
+
+    Returns `generator` itself when it is already float32 (unless `copy`),
+    else a new, built model of the same class and configuration under the
+    float32 policy: what verification compares against and what a `.keras`
+    file for CPUs and TFLite should hold.
+
+    Args:
+        generator: a built `Generator`.
+        copy: always return a new model, even for a float32 generator (for
+            example to save it away from a distribution strategy).
+
+    Example:
+        >>> reference = float32_generator(mixed_precision_generator)  # doctest: +SKIP
+    """
+    if generator.dtype_policy.name == "float32" and not copy:
+        return generator
+    config = generator.get_config()
+    config["dtype"] = "float32"
+    twin = type(generator).from_config(config)
+    twin.build((None, None, None, 3))
+    twin.set_weights(generator.get_weights())
+    return twin
+
+
+def load_generator_weights(path: str | os.PathLike):
+    """The `Generator` in `path` (`.keras`, `.weights.h5` or the authors' `gen.pkl`).
+
+    The file's existence is checked before TensorFlow is imported.
+
+    Raises:
+        WeightsError: the file does not exist or holds no generator.
+
+    Example:
+        >>> generator = load_generator_weights("generator.keras")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"generator weights not found: {path}")
+    from tf_deraindrop.inference.keras import load_generator
+
+    try:
+        return load_generator(path)
+    except (ValueError, OSError, ImportError) as err:
+        raise WeightsError(str(err)) from err
