@@ -166,3 +166,35 @@ def load_generator(path: str | os.PathLike) -> Generator:
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     return import_official_checkpoint(path)
+
+
+class KerasDerainer:
+    """A Keras generator at a chosen precision, behind the `Derainer` interface.
+
+    Args:
+        generator: a built `Generator` or `LiteGenerator`.
+        precision: `auto`, `float32`, `bfloat16`, or None to run it as it is
+            (see `tf_deraindrop.inference.precision.resolve_generator`).
+        **derain_options: passed to `derain` (`max_pixels`, `tile`, `overlap`).
+
+    Example:
+        >>> derainer = KerasDerainer(generator, precision="float32")  # doctest: +SKIP
+        >>> clean = derainer.derain(rainy_uint8_rgb)  # doctest: +SKIP
+    """
+
+    has_attention = True
+
+    def __init__(self, generator, precision: str | None = "auto", **derain_options):
+        from tf_deraindrop.inference.precision import resolve_generator
+
+        self.resolved = resolve_generator(generator, precision)
+        self.generator = self.resolved.model
+        self.derain_options = derain_options
+        self.engine = f"Keras, {self.resolved}"
+
+    def derain(self, image: np.ndarray, return_attention: bool = False):
+        """Like `derain(generator, image, ...)` with this derainer's model and options."""
+        return derain(
+            self.generator, image, return_attention=return_attention, **self.derain_options
+        )
+

@@ -175,6 +175,9 @@ class LiteDerainer:
         self.has_attention = ATTENTION in outputs
         self.input_dtype = np.dtype(self._input["dtype"])
         self.has_stream = STREAM in signatures
+        kind = "int8" if self._is_quantized() else "float"
+        kernels = "XNNPACK" if xnnpack else "reference kernels"
+        self.engine = f"LiteRT, {kind} .tflite, {threads or 'default'} threads, {kernels}"
         self.stream_steps = self._stream_steps() if self.has_stream else 0
         if carry_state and not self.has_stream:
             raise LiteModelError(
@@ -185,6 +188,11 @@ class LiteDerainer:
         self._state = None
         self.low_memory = low_memory
         self._compiled = self._compile(threads) if low_memory else None
+
+    def _is_quantized(self) -> bool:
+        """Whether the model computes in int8 (any int8 tensor)."""
+        details = self.interpreter.get_tensor_details()
+        return any(np.dtype(d["dtype"]) == np.int8 for d in details)
 
     def _stream_steps(self) -> int:
         """The first frame's ConvLSTM steps (`STREAM_METADATA`); checks the `stream` signature."""
