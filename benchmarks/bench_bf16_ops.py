@@ -100,7 +100,7 @@ def main() -> None:
     import numpy as np
 
     from tf_deraindrop.export.frozen import freeze
-    from tf_deraindrop.export.int8.calibrate import bfloat16_graph_def
+    from tf_deraindrop.export.int8.ranges import bfloat16_graph_def
     from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.inference.precision import read_cpu_flags
 

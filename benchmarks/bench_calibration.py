@@ -85,7 +85,8 @@ def main() -> None:
     tf = common.tf_threads(args.threads)
 
     from tf_deraindrop.export.convert import convert, float_ops, write_saved_model
-    from tf_deraindrop.export.int8 import calibrate
+    from tf_deraindrop.export.int8 import calibrate, fake_quant
+    from tf_deraindrop.export.int8 import ranges as int8_ranges
     from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.inference.precision import native_bfloat16
 
@@ -131,12 +132,12 @@ def main() -> None:
                 frozen, values, ranges, scales = calibrate.calibrated(
                     calibrate.freeze(generator, h, w), samples, precision, equalize
                 )
-                graph = calibrate.FakeQuantGraph(frozen, values)
+                graph = fake_quant.FakeQuantGraph(frozen, values)
                 name += "" if equalize is not None else f" ({'' if scales else 'not '}equalized)"
             else:
                 frozen = calibrate.freeze(generator, h, w)
-                ranges = calibrate.record_ranges(frozen, samples, precision)
-                graph = calibrate.FakeQuantGraph(frozen, ranges.values)
+                ranges = int8_ranges.record_ranges(frozen, samples, precision)
+                graph = fake_quant.FakeQuantGraph(frozen, ranges.values)
             saved = os.path.join(work, "fixed")
             write_saved_model(graph, saved, h, w)
             model = convert(saved, "int8")

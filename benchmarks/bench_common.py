@@ -75,7 +75,7 @@ def compared_generators(
     """
     found = []
     if weights:
-        from tf_deraindrop.inference.keras import load_generator
+        from tf_deraindrop.inference.loading import load_generator
 
         found.append((f"trained ({weights})", load_generator(weights)))
     if random:

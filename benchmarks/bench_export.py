@@ -147,7 +147,7 @@ def run_generator(label, generator, checkpoint, args, folder, tests, workdir) ->
     from tf_deraindrop.export.tflite import export_tflite
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.utils.files import float32_generator
+    from tf_deraindrop.models.dtype import float32_generator
 
     h, w = args.height, args.width
     reference = float32_generator(generator)
@@ -328,7 +328,7 @@ def main() -> None:
 
     from benchmarks.bench_generator import generator_macs
     from tests.torch_reference import save_random_checkpoint
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     h, w = args.height, args.width

@@ -170,7 +170,8 @@ def parse(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     tf_threads(args.threads)
-    from tf_deraindrop.inference.keras import load_generator, pad_to_multiple
+    from tf_deraindrop.inference.keras import pad_to_multiple
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.models import LiteGenerator
     from tf_deraindrop.utils.images import read_image
 

@@ -67,7 +67,7 @@ def main() -> None:
 
     from tf_deraindrop.export.graph import DeployGraph
     from tf_deraindrop.export.samples import fit_samples
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.metrics import psnr
     from tf_deraindrop.utils.images import read_image
 

@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         args.configs = "nano,small"
 
     tf = tf_threads(args.threads)
-    from tf_deraindrop.inference.keras import load_generator
-    from tf_deraindrop.utils.files import float32_generator
+    from tf_deraindrop.inference.loading import load_generator
+    from tf_deraindrop.models.dtype import float32_generator
 
     h, w = args.height, args.width
     folder = os.path.normpath(os.path.abspath(args.calibration_dir))

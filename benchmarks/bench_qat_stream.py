@@ -40,7 +40,7 @@ def main() -> None:
     from tf_deraindrop.export.convert import convert, write_saved_model
     from tf_deraindrop.export.int8.pipeline import int8_calibration
     from tf_deraindrop.export.samples import fit_samples
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 

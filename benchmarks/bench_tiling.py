@@ -40,7 +40,8 @@ CANDIDATES = ("/work/teacher/run/generator.keras", os.path.join(REPO, "runs/demo
 _CHILD = r"""
 import json, os, sys, time
 import numpy as np
-from tf_deraindrop.inference.keras import derain, load_generator
+from tf_deraindrop.inference.keras import derain
+from tf_deraindrop.inference.loading import load_generator
 from tf_deraindrop.models import Generator
 from tf_deraindrop.inference.tiling import choose_tile
 from tf_deraindrop.inference.keras import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP

@@ -50,7 +50,8 @@ def main() -> None:
     tf = common.tf_threads(args.threads)
     import numpy as np
 
-    from tf_deraindrop.export.int8 import calibrate
+    from tf_deraindrop.export.int8 import calibrate, fake_quant
+    from tf_deraindrop.export.int8 import ranges as int8_ranges
     from tf_deraindrop.export.int8.bias_correction import bias_corrected
     from tf_deraindrop.export.int8.qat_graph import (
         fake_quant_kernel,
@@ -70,7 +71,7 @@ def main() -> None:
     )
     frozen = bias_corrected(frozen, samples)
     points = sorted(values)
-    extremes = calibrate.record_ranges(frozen, samples, "float32", channels=points).channels
+    extremes = int8_ranges.record_ranges(frozen, samples, "float32", channels=points).channels
     kernels = {}
     for kind, value, names in weight_groups(frozen):
         if kind == "kernel":
@@ -88,7 +89,7 @@ def main() -> None:
                 high = np.minimum(np.maximum(channel_high, 1e-6), high)
             ranges[point] = (low, high)
             bits[point] = 16 if part(point) in wide else 8
-        graph_def, outputs = calibrate.insert_fake_quant(frozen, ranges, bits)
+        graph_def, outputs = fake_quant.insert_fake_quant(frozen, ranges, bits)
         graph_def = fixed_output_fake_quant(graph_def)
         output = outputs[0]
 

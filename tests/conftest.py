@@ -99,6 +99,6 @@ def held_out(request):
 @pytest.fixture(scope="module")
 def frozen(generator, request):
     """The module's `generator`'s export graph frozen at the module's `H x W`."""
-    from tf_deraindrop.export.int8 import calibrate
+    from tf_deraindrop.export.frozen import freeze
 
-    return calibrate.freeze(generator, request.module.H, request.module.W)
+    return freeze(generator, request.module.H, request.module.W)

@@ -20,6 +20,7 @@ from tf_deraindrop.export.convert import (
     write_saved_model,
 )
 from tf_deraindrop.export.int8 import calibrate
+from tf_deraindrop.export.int8 import ranges as int8_ranges
 from tf_deraindrop.export.int8.bias_correction import bias_shifts
 from tf_deraindrop.export.samples import synthetic_images
 from tf_deraindrop.metrics import psnr
@@ -57,7 +58,7 @@ def _reference_ranges(saved_model, samples) -> dict[str, tuple[float, float]]:
 # The converter's calibrator (the reference here) runs TensorFlow's own deprecated interpreter.
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_ranges_equal_the_converters_calibrator(frozen, saved_model, samples):
-    ours = calibrate.record_ranges(frozen, samples, precision="float32")
+    ours = int8_ranges.record_ranges(frozen, samples, precision="float32")
     reference = _reference_ranges(saved_model, samples)
     points = set(ours.values)
     matched = {}
@@ -89,8 +90,8 @@ def test_ranges_equal_the_converters_calibrator(frozen, saved_model, samples):
 
 
 def test_bfloat16_ranges_within_its_rounding(frozen, samples):
-    exact = calibrate.record_ranges(frozen, samples, precision="float32")
-    fast = calibrate.record_ranges(frozen, samples, precision="bfloat16")
+    exact = int8_ranges.record_ranges(frozen, samples, precision="float32")
+    fast = int8_ranges.record_ranges(frozen, samples, precision="bfloat16")
     assert fast.precision == "bfloat16" and set(fast.values) == set(exact.values)
     widths = np.array([hi - lo for lo, hi in exact.values.values()])
     errors = np.array(
@@ -157,7 +158,7 @@ def test_float_ops_names_what_stays_float(saved_model):
 
 def test_points_skip_fused_and_same_scale_ops(frozen):
     nodes = {node.name: node for node in frozen.graph_def.node}
-    points = calibrate.quantization_points(frozen)
+    points = int8_ranges.quantization_points(frozen)
     ops = {nodes[p.split(":")[0]].op for p in points}
     assert ops <= {"Placeholder", "Conv2D", "BiasAdd", "AddV2", "Mul", "Relu"}
     assert frozen.input in points
@@ -241,7 +242,7 @@ def test_saturated_sums_clip_each_addend_only_where_the_int8_sum_cannot_change(f
     from tf_deraindrop.export.frozen import consumers, tensor_name
     from tf_deraindrop.export.int8.limits import SATURATION, saturated_ranges
 
-    recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
+    recorded = int8_ranges.record_ranges(frozen, samples, precision="float32").values
     clipped = saturated_ranges(frozen, recorded)
     readers = consumers(frozen.graph_def)
     checked = 0
@@ -267,7 +268,7 @@ def test_relu_sums_clip_an_addend_only_below_where_every_sum_is_zero(frozen, sam
     from tf_deraindrop.export.frozen import consumers, tensor_name
     from tf_deraindrop.export.int8.limits import relu_sum_ranges
 
-    recorded = calibrate.record_ranges(frozen, samples, precision="float32").values
+    recorded = int8_ranges.record_ranges(frozen, samples, precision="float32").values
     clipped = relu_sum_ranges(frozen, recorded)
     readers = consumers(frozen.graph_def)
     changed = [name for name in recorded if clipped[name] != recorded[name]]

@@ -240,7 +240,7 @@ def test_the_feature_term_trains_the_adapters_and_the_student_on_a_fixed_batch()
 
 
 def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.models import LiteGenerator
 
     out = uninterrupted_run
@@ -260,7 +260,7 @@ def test_run_folder_holds_config_student_events_and_panels(uninterrupted_run):
 
 
 def test_feature_run_records_and_logs_the_term_and_exports_the_bare_student(feature_run):
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.models import LiteGenerator
 
     record = json.load(open(os.path.join(feature_run, "config.json")))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.export_helpers import int8_tflite
-from tf_deraindrop.export.int8 import calibrate
+from tf_deraindrop.export.int8 import calibrate, fake_quant
+from tf_deraindrop.export.int8 import ranges as int8_ranges
 from tf_deraindrop.export.int8.equalization import DEFAULT_FLOOR, equalized_ranges, scaling_groups
 from tf_deraindrop.export.int8.qat_graph import weight_groups
 from tf_deraindrop.metrics import psnr
@@ -60,7 +61,7 @@ def test_the_float_graph_computes_the_same(frozen, equalized, held_out):
 def test_channels_closer_and_ranges_of_the_equalized_graph(equalized, samples):
     graph, values, recorded, _ = equalized
     assert recorded.channels
-    again = calibrate.record_ranges(graph, samples, "float32", channels=list(recorded.channels))
+    again = int8_ranges.record_ranges(graph, samples, "float32", channels=list(recorded.channels))
     before = [np.median(_shares(*recorded.channels[name])) for name in recorded.channels]
     after = [np.median(_shares(*again.channels[name])) for name in recorded.channels]
     assert np.median(after) > np.median(before) + 0.1, (np.median(before), np.median(after))
@@ -121,8 +122,8 @@ def _ranges(graph) -> dict[str, tuple[float, float]]:
 
     nodes = {node.name: node for node in graph.graph_def.node}
     found = {}
-    for name in calibrate.quantization_points(graph.frozen):
-        low, high = calibrate.range_nodes(name)
+    for name in int8_ranges.quantization_points(graph.frozen):
+        low, high = fake_quant.range_nodes(name)
         if low in nodes:
             found[name] = tuple(
                 float(tf.make_ndarray(nodes[n].attr["value"].tensor)) for n in (low, high)

@@ -45,7 +45,7 @@ def imported(authors_checkpoint):
 
 
 def _trained_generator(out_dir):
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
 
     return load_generator(os.path.join(out_dir, "generator.keras"))
 

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_deraindrop.inference.keras import derain, load_generator, pad_to_multiple
+from tf_deraindrop.inference.keras import derain, pad_to_multiple
+from tf_deraindrop.inference.loading import load_generator
 from tf_deraindrop.layers import ConvLSTMCell, ResidualBlock, UpsamplingBlock
 from tf_deraindrop.models import Discriminator, Generator
 from tf_deraindrop.models.generator import GENERATOR_PARAMETERS

@@ -166,7 +166,7 @@ def test_export_cli_every_mode_one_xnnpack_partition(mode, lite_file, calibratio
     """`deraindrop export --weights lite.keras` converts, verifies, runs in one partition."""
     from tf_deraindrop.export import tflite
     from tf_deraindrop.export.analysis import op_counts, xnnpack_coverage
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
 

@@ -231,8 +231,7 @@ def test_fine_tuned_weights_carry_over_to_another_graph_of_the_model(student):
     import tensorflow as tf
 
     from tests.export_helpers import run_frozen
-    from tf_deraindrop.export.frozen import freeze
-    from tf_deraindrop.export.int8.calibrate import FrozenGraph
+    from tf_deraindrop.export.frozen import FrozenGraph, freeze
     from tf_deraindrop.export.int8.qat import fine_tune
     from tf_deraindrop.export.int8.qat_graph import with_trained_weights
     from tf_deraindrop.export.samples import synthetic_images

@@ -43,7 +43,8 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     assert "Wrote 4 derained images" in capsys.readouterr().out
 
     # The files hold what `derain` gives for the same input and generator.
-    from tf_deraindrop.inference.keras import derain, load_generator
+    from tf_deraindrop.inference.keras import derain
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.utils.images import read_image
 
     generator = load_generator(generator_file)

@@ -278,7 +278,7 @@ def test_demo_trains_and_says_where_everything_is(tmp_path):
     if saved["resolved"]["perceptual_loss"].startswith("off"):
         assert "WITHOUT the perceptual loss" in result.stdout
 
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
 
     generator = load_generator(out_dir / "generator.keras")
     assert generator.compute_dtype == "float32"
@@ -307,7 +307,7 @@ def test_tfrecords_train_and_the_learning_rate_decay_takes_effect(pairs_dir, tmp
 
 
 def test_train_generator_lite_trains_the_student_with_the_gan_losses(pairs_dir, tmp_path, capsys):
-    from tf_deraindrop.inference.keras import load_generator
+    from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.models import LiteGenerator
 
     out_dir = str(tmp_path / "lite")

@@ -1,4 +1,4 @@
-"""`tf_deraindrop.utils.files`: the one generator loader of the tools, float32 copies, atomic writes."""
+"""The generator loader (`tf_deraindrop.inference.loading`), float32 copies, atomic writes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ import os
 
 import pytest
 
-from tf_deraindrop.utils.files import (
-    WeightsError,
-    atomic_path,
-    float32_generator,
-    load_generator_weights,
-)
+from tf_deraindrop.inference.loading import WeightsError, load_generator_weights
+from tf_deraindrop.models.dtype import float32_generator
+from tf_deraindrop.utils.files import atomic_path
 
 
 def test_missing_file_names_the_path(tmp_path):

@@ -19,30 +19,6 @@ from collections.abc import Sequence
 from tf_deraindrop.cli.jobs import Job
 
 
-def load_model(weights: str, threads: int | None = None, low_memory: bool = False):
-    """A `LiteDerainer` for a `.tflite` file, else the generator (`load_generator_weights`).
-
-    Raises:
-        WeightsError: missing or unreadable weights (the message names the file).
-    """
-    from tf_deraindrop.utils.files import WeightsError
-
-    if weights.lower().endswith(".tflite"):
-        from tf_deraindrop.inference.tflite import LiteDerainer, LiteModelError
-
-        try:
-            return LiteDerainer(weights, threads=threads, low_memory=low_memory)
-        except LiteModelError as err:
-            raise WeightsError(str(err)) from err
-    if threads:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    from tf_deraindrop.utils.files import load_generator_weights
-
-    return load_generator_weights(weights)
-
-
 def _image_derainer(model, derain_options: dict):
     """`f(image, return_attention) -> derained or (derained, attention)` for any engine."""
     if hasattr(model, "derain") and not hasattr(model, "predict_on_batch"):

@@ -220,8 +220,8 @@ def _load(weights: str | None, precision: str):
     """`(generator, resolved precision)`, `(None, None)` without weights; raises WeightsError."""
     if weights is None:
         return None, None
+    from tf_deraindrop.inference.loading import load_generator_weights
     from tf_deraindrop.inference.precision import resolve_generator
-    from tf_deraindrop.utils.files import load_generator_weights
 
     resolved = resolve_generator(load_generator_weights(weights), precision)
     return resolved.model, resolved
@@ -253,7 +253,7 @@ def _report(args, rows: list[dict], problems: list[tuple[str, str]], resolved) -
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from tf_deraindrop.data import DatasetError
-    from tf_deraindrop.utils.files import WeightsError
+    from tf_deraindrop.inference.loading import WeightsError
 
     problems: list[tuple[str, str]] = []
     try:

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verify_dir:
             list_images(args.verify_dir, "--verify-dir")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from tf_deraindrop.utils.files import WeightsError, load_generator_weights
+        from tf_deraindrop.inference.loading import WeightsError, load_generator_weights
 
         try:
             generator = load_generator_weights(args.weights)

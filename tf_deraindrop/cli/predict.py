@@ -37,7 +37,7 @@ from tf_deraindrop.cli.args import (
     max_pixels_kwargs,
     positive_int,
 )
-from tf_deraindrop.cli.derain_jobs import load_model, predict_files, predict_videos
+from tf_deraindrop.cli.derain_jobs import predict_files, predict_videos
 from tf_deraindrop.cli.jobs import (
     InputError,
     Job,
@@ -46,6 +46,7 @@ from tf_deraindrop.cli.jobs import (
     collect_inputs,
     plan_jobs,
 )
+from tf_deraindrop.inference.loading import load_model
 from tf_deraindrop.utils.visualize import attention_heatmap
 
 __all__ = ["attention_heatmap", "main", "Job", "InputError", "collect_inputs", "plan_jobs"]
@@ -145,7 +146,7 @@ def _plan(args) -> tuple[list[Job], dict]:
 
 def _load(args):
     """The model at the precision asked (printed); raises WeightsError."""
-    from tf_deraindrop.utils.files import WeightsError
+    from tf_deraindrop.inference.loading import WeightsError
 
     if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
         raise WeightsError(
@@ -169,7 +170,7 @@ def _load(args):
 
 def _check_carry_state(args, model, jobs: list[Job]) -> None:
     """`--carry-state` needs a `stream` signature and videos of its size; raises WeightsError."""
-    from tf_deraindrop.utils.files import WeightsError
+    from tf_deraindrop.inference.loading import WeightsError
 
     if not args.carry_state:
         return
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         return fail(f"--output {args.output} exists and is not a folder")
-    from tf_deraindrop.utils.files import WeightsError, remove_stale_partials
+    from tf_deraindrop.inference.loading import WeightsError
+    from tf_deraindrop.utils.files import remove_stale_partials
 
     try:
         model = _load(args)

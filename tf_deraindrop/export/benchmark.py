@@ -87,8 +87,8 @@ def _keras_worker(weights: str | None, size, threads: int, warmup: int, runs: in
 
     baseline = current_rss_mb()
     if weights:
-        from tf_deraindrop.inference.keras import load_generator
-        from tf_deraindrop.utils.files import float32_generator
+        from tf_deraindrop.inference.loading import load_generator
+        from tf_deraindrop.models.dtype import float32_generator
 
         generator = float32_generator(load_generator(weights))
     else:

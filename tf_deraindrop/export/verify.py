@@ -53,7 +53,7 @@ def verify(
 
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.utils.files import float32_generator
+    from tf_deraindrop.models.dtype import float32_generator
     from tf_deraindrop.utils.images import to_uint8
 
     derainer = LiteDerainer(path)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-import keras
 import numpy as np
 
 from tf_deraindrop.inference.tiling import blend_to_uint8, choose_tile, pad_to
-from tf_deraindrop.models import Generator, LiteGenerator
+from tf_deraindrop.models import Generator
 from tf_deraindrop.utils.images import to_float_rgb, to_uint8
 
 #: Default `max_pixels` of `derain`: larger images go through the generator in
@@ -134,40 +131,6 @@ def _derain_whole(generator: Generator, image: np.ndarray, return_attention: boo
     return output
 
 
-def load_generator(path: str | os.PathLike) -> Generator:
-    """Loads a generator from a `.keras` file, a `.weights.h5` file, or the authors' `gen.pkl`.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file holds no generator.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Generator weights not found: {path}")
-    if path.endswith(".keras"):
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable Keras generator ({err})") from err
-        if isinstance(model, (Generator, LiteGenerator)):
-            return model
-        inner = getattr(model, "generator", None)
-        if isinstance(inner, (Generator, LiteGenerator)):
-            return inner
-        raise ValueError(f"{path} holds a {type(model).__name__}, not a Generator.")
-    if path.endswith(".weights.h5"):
-        generator = Generator()
-        generator.build((None, None, None, 3))
-        try:
-            generator.load_weights(path)
-        except Exception as err:
-            raise ValueError(f"{path}: not the weights of a Generator ({err})") from err
-        return generator
-    from tf_deraindrop.official.checkpoint import import_official_checkpoint
-
-    return import_official_checkpoint(path)
-
-
 class KerasDerainer:
     """A Keras generator at a chosen precision, behind the `Derainer` interface.
 
@@ -197,4 +160,3 @@ class KerasDerainer:
         return derain(
             self.generator, image, return_attention=return_attention, **self.derain_options
         )
-

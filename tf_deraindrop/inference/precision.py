@@ -169,13 +169,10 @@ def cast_generator(generator, precision: str):
     Example:
         >>> fast = cast_generator(generator, "bfloat16")  # doctest: +SKIP
     """
+    from tf_deraindrop.models.dtype import with_dtype_policy
+
     policy = {"float32": "float32", "bfloat16": "mixed_bfloat16"}[precision]
-    config = generator.get_config()
-    config["dtype"] = policy
-    twin = type(generator).from_config(config)
-    twin.build((None, None, None, 3))
-    twin.set_weights([np.asarray(w, np.float32) for w in generator.get_weights()])
-    return twin
+    return with_dtype_policy(generator, policy)
 
 
 def probe_image(height: int = PROBE_SIZE[0], width: int = PROBE_SIZE[1]) -> np.ndarray:

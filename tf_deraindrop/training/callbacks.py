@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_deraindrop.utils.files import atomic_path, float32_generator
+from tf_deraindrop.models.dtype import float32_generator
+from tf_deraindrop.utils.files import atomic_path
 from tf_deraindrop.utils.images import write_image
 from tf_deraindrop.utils.visualize import make_panel
 

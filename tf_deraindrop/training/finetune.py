@@ -75,7 +75,7 @@ class InitialWeights:
             InitWeightsError: a missing file, not a generator or discriminator,
                 or shapes that differ.
         """
-        from tf_deraindrop.utils.files import WeightsError, load_generator_weights
+        from tf_deraindrop.inference.loading import WeightsError, load_generator_weights
 
         if self.config.init_generator and self.generator is None:
             try:

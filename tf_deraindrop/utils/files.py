@@ -1,4 +1,4 @@
-"""Generator files: loading one for a command-line tool, a float32 copy, atomic writes.
+"""Files written whole or not at all: atomic writes, and the partial files of killed writers.
 
 Kept free of TensorFlow at import, so a tool can check its arguments before
 paying for the import.
@@ -11,10 +11,6 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-
-
-class WeightsError(Exception):
-    """The generator weights are missing or unreadable; the message says which file and why."""
 
 
 @contextlib.contextmanager
@@ -109,51 +105,3 @@ def _running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True  # another user's process (or not a pid at all: keep it)
     return True
-
-
-def float32_generator(generator, copy: bool = False):
-    """A float32 generator with the weights of `generator` (any dtype policy).
-
-    Returns `generator` itself when it is already float32 (unless `copy`),
-    else a new, built model of the same class and configuration under the
-    float32 policy: what verification compares against and what a `.keras`
-    file for CPUs and TFLite should hold.
-
-    Args:
-        generator: a built `Generator`.
-        copy: always return a new model, even for a float32 generator (for
-            example to save it away from a distribution strategy).
-
-    Example:
-        >>> reference = float32_generator(mixed_precision_generator)  # doctest: +SKIP
-    """
-    if generator.dtype_policy.name == "float32" and not copy:
-        return generator
-    config = generator.get_config()
-    config["dtype"] = "float32"
-    twin = type(generator).from_config(config)
-    twin.build((None, None, None, 3))
-    twin.set_weights(generator.get_weights())
-    return twin
-
-
-def load_generator_weights(path: str | os.PathLike):
-    """The `Generator` in `path` (`.keras`, `.weights.h5` or the authors' `gen.pkl`).
-
-    The file's existence is checked before TensorFlow is imported.
-
-    Raises:
-        WeightsError: the file does not exist or holds no generator.
-
-    Example:
-        >>> generator = load_generator_weights("generator.keras")  # doctest: +SKIP
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(f"generator weights not found: {path}")
-    from tf_deraindrop.inference.keras import load_generator
-
-    try:
-        return load_generator(path)
-    except (ValueError, OSError, ImportError) as err:
-        raise WeightsError(str(err)) from err

@@ -283,7 +283,7 @@ def equalized_ranges(
         time and precision) and the scales (`with_channel_scales` applies
         them to the graph frozen at another size: the names match).
     """
-    from tf_deraindrop.export.int8.calibrate import quantization_points, record_ranges
+    from tf_deraindrop.export.int8.ranges import quantization_points, record_ranges
 
     groups = scaling_groups(frozen)
     inside = set().union(*(group.tensors for group in groups)) if groups else set()

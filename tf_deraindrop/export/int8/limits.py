@@ -1,6 +1,6 @@
 """int8 ranges cut where the values beyond them cannot change the int8 result.
 
-Min/max calibration (`tf_deraindrop.export.int8.calibrate.record_ranges`) spends a tensor's 256
+Min/max calibration (`tf_deraindrop.export.int8.ranges.record_ranges`) spends a tensor's 256
 steps on all it spans. Where the int8 graph cannot tell values past some
 bound apart anyway (a saturated sigmoid or tanh, an image clipped to
 [0, 1] by every consumer, an addend whose sum goes through a ReLU), the

@@ -54,8 +54,9 @@ import numpy as np
 
 from tf_deraindrop.export.frozen import freeze
 from tf_deraindrop.export.int8.bias_correction import bias_shifts, with_bias_shifts
-from tf_deraindrop.export.int8.calibrate import FakeQuantGraph, calibrated
+from tf_deraindrop.export.int8.calibrate import calibrated
 from tf_deraindrop.export.int8.equalization import with_channel_scales
+from tf_deraindrop.export.int8.fake_quant import FakeQuantGraph
 from tf_deraindrop.export.int8.qat_graph import with_weights
 from tf_deraindrop.export.int8.qat_training import Int8Training
 from tf_deraindrop.export.samples import at_export_scale, random_crops
@@ -138,7 +139,7 @@ def fine_tune(
         generator: a built `Generator` or `LiteGenerator` (left unchanged).
         height, width: the export size.
         calibration_samples: float32 `(height, width, 3)` images for the
-            ranges (`tf_deraindrop.export.int8.calibrate.record_ranges`, then `saturated_ranges`).
+            ranges (`tf_deraindrop.export.int8.ranges.record_ranges`, then `saturated_ranges`).
         images: float32 rainy images of any size to crop training batches
             from, each first resized to just cover the export size.
         steps: optimizer steps (0: calibration only).

@@ -17,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from tf_deraindrop.export.frozen import FrozenGraph
-from tf_deraindrop.export.int8.calibrate import insert_fake_quant, quantization_points, range_nodes
+from tf_deraindrop.export.int8.fake_quant import insert_fake_quant, range_nodes
 from tf_deraindrop.export.int8.qat_graph import (
     fake_quant_kernel,
     fixed_output_fake_quant,
     weight_groups,
 )
+from tf_deraindrop.export.int8.ranges import quantization_points
 
 #: Gradient registered for the fake quantization of the activations while
 #: their ranges are trained (`register_range_gradient`).

@@ -28,7 +28,7 @@ def _int8_graph(frozen: FrozenGraph, ranges: dict[str, tuple[float, float]]):
     """`(graph_def, output name, rounded kernels by tensor name)` of the int8 simulation."""
     import tensorflow as tf
 
-    from tf_deraindrop.export.int8.calibrate import insert_fake_quant
+    from tf_deraindrop.export.int8.fake_quant import insert_fake_quant
     from tf_deraindrop.export.int8.qat_graph import (
         fake_quant_kernel,
         fixed_output_fake_quant,

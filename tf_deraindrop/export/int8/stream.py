@@ -53,7 +53,7 @@ def freeze_stream(generator, height: int, width: int) -> StreamGraph:
     """Traces `generator.deploy_stream_graph()` at `(1, height, width, 3)` into a `StreamGraph`."""
     import tensorflow as tf
 
-    from tf_deraindrop.export.int8.calibrate import FrozenGraph
+    from tf_deraindrop.export.frozen import FrozenGraph
     from tf_deraindrop.inference.tflite import CELL, HIDDEN, INPUT
 
     step = generator.deploy_stream_graph()
@@ -75,7 +75,7 @@ def _frame_chain(generator, stream: StreamGraph, points: Sequence[str], frames: 
     """
     import tensorflow as tf
 
-    from tf_deraindrop.export.int8.calibrate import FrozenGraph
+    from tf_deraindrop.export.frozen import FrozenGraph
 
     frozen = stream.frozen
     first = generator.deploy_stream_graph()
@@ -119,8 +119,8 @@ def stream_ranges(
         tanh inputs and the ReLU'd sums' addends clipped (`tf_deraindrop.export.int8.limits`), and the
         `Ranges` of the chain (its time and precision).
     """
-    from tf_deraindrop.export.int8.calibrate import quantization_points, record_ranges
     from tf_deraindrop.export.int8.limits import relu_sum_ranges, saturated_ranges
+    from tf_deraindrop.export.int8.ranges import quantization_points, record_ranges
 
     points = quantization_points(stream.frozen)
     chain, names = _frame_chain(generator, stream, points, frames)
@@ -148,7 +148,7 @@ class FixedRangeStream:
     """
 
     def __init__(self, per_frame, stream: StreamGraph, ranges: dict, generator):
-        from tf_deraindrop.export.int8.calibrate import insert_fake_quant
+        from tf_deraindrop.export.int8.fake_quant import insert_fake_quant
 
         self.per_frame, self.stream = per_frame, stream
         self.graph_def, self.outputs = insert_fake_quant(stream.frozen, ranges)
@@ -191,7 +191,7 @@ def stream_dataset(
     from tqdm import tqdm
 
     from tf_deraindrop.inference.tflite import CELL, HIDDEN, INPUT, SIGNATURE, STREAM
-    from tf_deraindrop.utils.files import float32_generator
+    from tf_deraindrop.models.dtype import float32_generator
 
     model = float32_generator(generator)
 
@@ -293,7 +293,7 @@ def stream_notes(path: str, generator, images: Sequence[np.ndarray] = ()) -> lis
     from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.inference.tflite import STREAM, LiteDerainer, load_interpreter
     from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.utils.files import float32_generator
+    from tf_deraindrop.models.dtype import float32_generator
 
     if STREAM not in load_interpreter(path, allocate=False).get_signature_list():
         return []  # before allocating a full generator's tensors for nothing

@@ -21,7 +21,8 @@ from tf_deraindrop.utils.files import atomic_path, remove_stale_partials
 
 def load_teacher(path: str):
     """The teacher generator in `path`, float32. DistillError naming the file if unusable."""
-    from tf_deraindrop.utils.files import WeightsError, float32_generator, load_generator_weights
+    from tf_deraindrop.inference.loading import WeightsError, load_generator_weights
+    from tf_deraindrop.models.dtype import float32_generator
 
     try:
         teacher = load_generator_weights(path)
