@@ -79,7 +79,7 @@ def compared_generators(
 
         found.append((f"trained ({weights})", load_generator(weights)))
     if random:
-        from tests.torch_reference import save_random_checkpoint
+        from reference.torch_generator import save_random_checkpoint
         from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
         path = f"/tmp/{name}_gen.pkl"

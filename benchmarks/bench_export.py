@@ -5,7 +5,7 @@ many ops XNNPACK takes, latency (median, p90) and peak memory at N threads,
 and accuracy (PSNR on outputs clipped to [0, 1], peak 1, and max error)
 against the Keras float32 generator on the real rainy photos. The Keras
 generator and a PyTorch float32 reference of the network (built from
-docs/architecture.md, tests/torch_reference.py) are timed in the same run; ratios compare
+docs/architecture.md, reference/torch_generator.py) are timed in the same run; ratios compare
 everything with them and with the float32 floor: the generator's FLOPs at
 the float32 matrix-multiply rate numpy reaches on the same threads.
 
@@ -79,7 +79,7 @@ def keras_to_state_dict(generator) -> dict[str, np.ndarray]:
 def _torch_worker(checkpoint: str, h: int, w: int, threads: int, warmup: int, runs: int) -> None:
     import torch
 
-    from tests.torch_reference import ReferenceGenerator
+    from reference.torch_generator import ReferenceGenerator
     from tf_deraindrop.export.benchmark import current_rss_mb, peak_rss_mb
 
     torch.set_num_threads(threads)
@@ -113,7 +113,7 @@ def torch_latency(checkpoint, h, w, threads, warmup, runs) -> dict:
 def torch_outputs(state: dict, images: list[np.ndarray]) -> list[np.ndarray]:
     import torch
 
-    from tests.torch_reference import ReferenceGenerator, run_reference
+    from reference.torch_generator import ReferenceGenerator, run_reference
 
     model = ReferenceGenerator().eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
@@ -327,7 +327,7 @@ def main() -> None:
     import torch
 
     from benchmarks.bench_generator import generator_macs
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
     from tf_deraindrop.inference.keras import load_generator
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 

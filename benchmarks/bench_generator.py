@@ -93,7 +93,7 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
     from tf_deraindrop.export.benchmark import time_runs
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 

@@ -74,7 +74,7 @@ def main() -> None:
     if args.weights:
         weights, label = args.weights, args.weights
     else:
-        from tests.torch_reference import save_random_checkpoint
+        from reference.torch_generator import save_random_checkpoint
 
         weights = os.path.join(tempfile.mkdtemp(), "random.pkl")
         save_random_checkpoint(weights, seed=args.seed)

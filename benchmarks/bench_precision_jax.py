@@ -46,7 +46,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from tests.torch_reference import run_reference, save_random_checkpoint
+    from reference.torch_generator import run_reference, save_random_checkpoint
     from tf_deraindrop import losses
     from tf_deraindrop.models import Discriminator, Generator
     from tf_deraindrop.official.checkpoint import import_official_checkpoint

@@ -4,7 +4,7 @@ One training step is what `AttentiveGAN.train_step` does: the generator forward,
 one discriminator update (on the clean and the derained crop), one generator
 update against the updated discriminator, with the attention, multi-scale,
 adversarial and VGG16 perceptual losses (VGG weights random here: same cost),
-Adam for both networks. The PyTorch step (tests/torch_training_reference.py)
+Adam for both networks. The PyTorch step (reference/torch_training.py)
 does the same in the same order, from the same weights: the generator comes
 from one random authors'-layout checkpoint, the discriminator and the VGG are
 copied from the Keras ones. Its first step's losses are printed next to Keras'
@@ -207,8 +207,8 @@ def keras_steps(gan, data, steps: int) -> tuple[list[float], dict]:
 def build_torch(checkpoint: str, keras_gan, channels_last: bool):
     import torch
 
-    from tests.torch_reference import ReferenceGenerator
-    from tests.torch_training_reference import (
+    from reference.torch_generator import ReferenceGenerator
+    from reference.torch_training import (
         ReferenceGANStep,
         discriminator_from_keras,
         vgg_from_keras,
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
     import torch
 
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     torch.set_num_threads(args.threads)
