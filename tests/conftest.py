@@ -65,7 +65,7 @@ def official_checkpoint(request, tmp_path_factory) -> str:
     Seeded by the test module's `GENERATOR_SEED` (0 without one). Random
     weights make outputs vary across the image, so accuracy checks mean something.
     """
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "gen.pkl"
     save_random_checkpoint(path, seed=getattr(request.module, "GENERATOR_SEED", 0))

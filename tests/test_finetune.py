@@ -30,7 +30,7 @@ def pairs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def authors_checkpoint(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("authors") / "gen.pkl"
     save_random_checkpoint(path, seed=3, legacy=True)

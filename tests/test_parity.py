@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.torch_reference import ReferenceGenerator, he_init_, run_reference  # noqa: E402
+from reference.torch_generator import ReferenceGenerator, he_init_, run_reference  # noqa: E402
 from tf_deraindrop.official.checkpoint import import_official_checkpoint, official_shapes  # noqa: E402
 from tf_deraindrop.utils.images import read_image  # noqa: E402
 

@@ -298,7 +298,7 @@ def test_bomb_in_training_checks_prepare_and_export_names_the_file(tmp_path, cap
 
 @pytest.fixture(scope="module")
 def authors_checkpoint(tmp_path_factory):
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("pkl") / "gen.pkl"
     save_random_checkpoint(path, seed=3)

@@ -6,8 +6,8 @@ weight of the feature term. Reported per weight: the validation PSNR against
 the teacher after each epoch (whole held-out frames), the student's and the
 teacher's Y-PSNR against the ground truth, and the seconds per step.
 
-    python benchmarks/ab_distill_features.py --teacher /work/teacher/run/generator.keras \\
-        --data-dir /work/teacher/pairs --steps 300 --crop-size 64 \\
+    python benchmarks/diagnostics/bench_distill_features.py --teacher generator.keras \\
+        --data-dir pairs/ --steps 300 --crop-size 64 \\
         --output benchmarks/results/distill_features_ab.txt
 """
 
@@ -19,11 +19,11 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import Report  # noqa: E402
+from benchmarks.common import Report  # noqa: E402
 
 
 def same_student_init(config, weights: list[float]) -> bool:
@@ -47,7 +47,7 @@ def same_student_init(config, weights: list[float]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--teacher", required=True, metavar="PATH", help="the teacher (.keras)")
     parser.add_argument("--data-dir", required=True, help="Raindrop-layout pairs or rainy frames")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 10.0])
     parser.add_argument("--preset", default="base")
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         load.append(os.getloadavg()[0])
         rows.append((weight, result.history, result.seconds_per_step))
     report.say(
-        f"Student {args.preset} from {args.teacher}, data {args.data_dir}: {args.steps} steps, "
+        f"Student {args.preset} from {os.path.basename(args.teacher)}, data "
+        f"{os.path.basename(os.path.normpath(args.data_dir))}: {args.steps} steps, "
         f"batch {args.batch_size} x {args.crop_size}^2 crops, seed {args.seed}, teacher on the fly "
         f"(--teacher-precision auto), validation every {args.steps_per_epoch} steps on the "
         f"held-out 10% of frames, whole frames. Same student initialisation in every run: {same}. "
@@ -104,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         if "feature" in history:
             means = ", ".join(f"{v:.5f}" for v in history["feature"])
             report.say(f"Feature loss (epoch means), weight {weight:g}: {means}")
-    report.say(f"keras {keras.__version__}, tensorflow {tf.__version__}; run folders in {work}")
+    report.say(
+        f"keras {keras.__version__}, tensorflow {tf.__version__}; "
+        f"run folders in <tmp>/{os.path.basename(work)}"
+    )
     report.save(args.output)
     return 0
 

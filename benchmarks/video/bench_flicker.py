@@ -15,7 +15,7 @@ signature (per frame) and `stream` signature (state carried,
 `LiteDerainer.stream`) run alternately frame after frame in one process,
 so that both see the same load.
 
-    python benchmarks/bench_flicker.py --student runs/lite/generator.keras \\
+    python benchmarks/video/bench_flicker.py --data DIR --student runs/lite/generator.keras \\
         --output benchmarks/results/flicker_cpu.txt
 """
 
@@ -28,12 +28,11 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import tf_threads  # noqa: E402
+from benchmarks.common import add_data_flag, tf_threads  # noqa: E402
 
 PER_FRAME, CARRIED = "frame by frame", "state carried"
 
@@ -68,12 +67,22 @@ def run_keras(student, frames):
 
 
 def export_student(student, args, folder: str) -> tuple[str, list[str]]:
-    """The student exported at the frames' size in `args.quantize` mode; its report lines."""
+    """The student exported at the frames' size in `args.quantize` mode; its report lines.
+
+    In the lines, `folder` reads `<tmp>` and the calibration folder its own name.
+    """
     from tf_deraindrop.export.tflite import export_tflite
 
     path = os.path.join(folder, f"student_{args.quantize}.tflite")
     lines: list[str] = []
     calibration = args.calibration_dir if args.quantize == "int8" else None
+
+    def log(line: str) -> None:
+        line = line.replace(folder, "<tmp>")
+        if calibration:
+            line = line.replace(calibration, os.path.basename(os.path.normpath(calibration)))
+        lines.append(line)
+
     export_tflite(
         student,
         path,
@@ -84,7 +93,7 @@ def export_student(student, args, folder: str) -> tuple[str, list[str]]:
         calibration_samples=args.calibration_samples,
         with_attention=True,
         progress=False,
-        log=lines.append,
+        log=log,
     )
     return path, lines
 
@@ -150,8 +159,10 @@ def drift(keras: dict, lite: dict, frames: int) -> list[str]:
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--student", required=True, help="a LiteGenerator .keras")
-    data = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
-    parser.add_argument("--photo", default=os.path.join(data, "case1.jpg"))
+    add_data_flag(parser, required=False)
+    parser.add_argument(
+        "--photo", help="the scene (default: real_raindrops/case1.jpg under --data)"
+    )
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--noise", type=float, default=2.0, help="noise sigma in 0..255 levels")
     parser.add_argument("--threads", type=int, default=2)
@@ -161,10 +172,18 @@ def parse(argv):
         default="int8",
         help="mode of the TFLite export (skip: Keras only)",
     )
-    parser.add_argument("--calibration-dir", default=data, help="rainy photos (int8)")
+    parser.add_argument(
+        "--calibration-dir", help="rainy photos for int8 (default: real_raindrops under --data)"
+    )
     parser.add_argument("--calibration-samples", type=int, default=4)
     parser.add_argument("--output")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    real = os.path.join(args.data, "real_raindrops") if args.data else None
+    args.photo = args.photo or (real and os.path.join(real, "case1.jpg"))
+    args.calibration_dir = args.calibration_dir or real
+    if args.photo is None or (args.quantize == "int8" and args.calibration_dir is None):
+        parser.error("--data (or --photo, and --calibration-dir for int8) is needed")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     head = (
         f"{os.path.basename(args.photo)} ({args.height} x {args.width}), {args.frames} "
-        f"frames, Gaussian noise sigma {args.noise:g}/255 per frame, student {args.student} "
+        f"frames, Gaussian noise sigma {args.noise:g}/255 per frame, student "
+        f"{os.path.basename(args.student)} "
         f"({student.steps} ConvLSTM steps per frame from zero; 1 with the state carried), "
         f"{args.threads} threads"
     )

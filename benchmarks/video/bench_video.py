@@ -16,12 +16,12 @@ Three measures, each in its own process (a fresh peak RSS, threads set at start)
 * `keras`: the random generator (float32) through `derain_video`, one frame
   per pass against batches of 4, at 480 x 720 and 240 x 360.
 
-The background training run (/work/teacher/pid, if any) is paused with
-SIGSTOP for the run and resumed at the end, also on Ctrl-C; other processes
-still share the CPU, so the numbers to compare are those of one run.
+Other processes share the CPU, so the numbers to compare are those of one run.
+Videos and models are written to `--work-dir` (a temporary folder, removed at
+the end, unless given).
 
-    python benchmarks/bench_video.py                    # all three, results/video_cpu.txt
-    python benchmarks/bench_video.py --parts tflite --frames 20
+    python benchmarks/video/bench_video.py                    # all three, results/video_cpu.txt
+    python benchmarks/video/bench_video.py --parts tflite --frames 20
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-TEACHER_PID = "/work/teacher/pid"
+from benchmarks.common import RESULTS, ROOT  # noqa: E402
 
 
 def vm(key: str) -> float:
@@ -318,38 +318,6 @@ def report(results: list[dict]) -> list[str]:
     return lines
 
 
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def pause_training():
-    """SIGSTOP the background training; returns a function that resumes it (idempotent).
-
-    A run already stopped (another benchmark paused it) is left to whoever stopped it.
-    """
-    try:
-        with open(TEACHER_PID) as f:
-            pid = int(f.read().strip())
-        if _state(pid) == "T":
-            print("the background training is already paused (by another job)", file=sys.stderr)
-            return lambda *_: None
-        os.kill(pid, signal.SIGSTOP)
-    except (OSError, ValueError):
-        return lambda *_: None
-    resumed = []
-
-    def resume(*_):
-        if not resumed:
-            resumed.append(True)
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except OSError:
-                pass
-
-    return resume
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
@@ -362,22 +330,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--calibration-samples", type=int, default=4)
     parser.add_argument("--memory-frames", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--work-dir", default="/tmp/bench_video")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/video_cpu.txt"))
-    parser.add_argument("--no-pause", action="store_true", help="leave the training running")
+    parser.add_argument("--work-dir", help="kept videos and models (default: a temporary folder)")
+    parser.add_argument("--out", default=os.path.join(RESULTS, "video_cpu.txt"))
     parser.add_argument("--part", help=argparse.SUPPRESS)  # one part, in a child process
     args = parser.parse_args()
-    os.makedirs(args.work_dir, exist_ok=True)
     if args.part:
+        os.makedirs(args.work_dir, exist_ok=True)
         print("RESULT " + json.dumps(PARTS[args.part](args)), flush=True)
         return 0
 
-    resume = (lambda *_: None) if args.no_pause else pause_training()
-    signal.signal(signal.SIGTERM, lambda *_: (resume(), sys.exit(143)))
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench_video_")
     results, began = [], time.time()
     try:
         for name in args.parts:
-            child = [sys.executable, os.path.abspath(__file__), "--part", name] + sys.argv[1:]
+            child = [sys.executable, os.path.abspath(__file__), "--part", name, *sys.argv[1:]]
+            child += ["--work-dir", work_dir]
             start = time.perf_counter()
             run = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)
             lines = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -389,11 +356,12 @@ def main() -> int:
             results.append(result)
             print("\n".join(report([result])), flush=True)
     finally:
-        resume()
+        if not args.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
     header = [
-        f"# python benchmarks/bench_video.py {' '.join(sys.argv[1:])}".rstrip(),
+        f"# python benchmarks/video/bench_video.py {' '.join(sys.argv[1:])}".rstrip(),
         f"# {time.strftime('%Y-%m-%d %H:%M', time.localtime(began))}, {os.cpu_count()} CPUs "
-        "shared with other agents' jobs; the background training paused (SIGSTOP)",
+        "shared with other processes",
         "",
     ]
     text = "\n".join(header + report(results)) + "\n\nraw: " + json.dumps(results) + "\n"

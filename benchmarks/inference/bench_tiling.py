@@ -1,6 +1,6 @@
 """Tiled against whole-image deraining: agreement (PSNR) and peak memory.
 
-* Agreement: the real photos of ../shared/data/real_raindrops (720 x 480),
+* Agreement: the real photos of `--data`/real_raindrops (720 x 480),
   upscaled to 1920 x 1280 (bicubic) and cropped to 1920 x 1080, derained in
   one pass (`max_pixels=None`) and with `derain`'s default tiles; PSNR of
   the tiled uint8 output against the whole-pass output, and the largest
@@ -10,11 +10,10 @@
   default setting, each in its own process; and, for reference, the whole
   pass at 1920 x 1080.
 
-The generator is the first that exists of: --weights,
-/work/teacher/run/generator.keras, runs/demo/generator.keras; else random
-weights (the Keras initializers). The output says which.
+The generator is `--teacher PATH` (a trained generator), or `--teacher random`
+for random weights (the Keras initializers). The output names it.
 
-    python benchmarks/bench_tiling.py [--weights FILE] [--quick] [--note TEXT]
+    python benchmarks/inference/bench_tiling.py --teacher FILE --data DIR [--quick] [--note TEXT]
 
 Writes benchmarks/results/tiling_cpu.txt.
 """
@@ -29,12 +28,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-PHOTOS = os.path.join(REPO, "..", "shared", "data", "real_raindrops")
-CANDIDATES = ("/work/teacher/run/generator.keras", os.path.join(REPO, "runs/demo/generator.keras"))
+from benchmarks.common import RESULTS, ROOT, add_data_flag  # noqa: E402
 
 # One process per measurement: VmHWM is the process's own high-water mark.
 _CHILD = r"""
@@ -107,7 +103,7 @@ def child(weights: str, task: dict) -> dict:
         [sys.executable, "-c", _CHILD, weights, json.dumps(task)],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=ROOT,
         env=env,
     )
     for line in proc.stdout.splitlines():
@@ -118,26 +114,31 @@ def child(weights: str, task: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", help="generator file (default: see the module docstring)")
+    parser.add_argument(
+        "--teacher",
+        required=True,
+        metavar="PATH",
+        help="the generator (.keras or gen.pkl), or 'random' for random weights",
+    )
+    add_data_flag(parser)
     parser.add_argument(
         "--quick", action="store_true", help="one photo, the default overlap, no memory runs"
     )
     parser.add_argument("--note", default="", help="a line on the generator, for the results")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "tiling_cpu.txt"))
+    parser.add_argument("--out", default=os.path.join(RESULTS, "tiling_cpu.txt"))
     args = parser.parse_args()
 
-    weights = args.weights or next((c for c in CANDIDATES if os.path.isfile(c)), "random")
-    photos = sorted(
-        os.path.join(PHOTOS, n) for n in os.listdir(PHOTOS) if n.lower().endswith(".jpg")
-    )
+    weights = args.teacher
+    real = os.path.join(args.data, "real_raindrops")
+    photos = sorted(os.path.join(real, n) for n in os.listdir(real) if n.lower().endswith(".jpg"))
     if args.quick:
         photos = photos[:1]
     from tf_deraindrop.inference.keras import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 
     overlaps = [DEFAULT_OVERLAP] if args.quick else [DEFAULT_OVERLAP, 2 * DEFAULT_OVERLAP]
     lines = [
-        "python benchmarks/bench_tiling.py" + (" --quick" if args.quick else ""),
-        f"generator: {weights}" + (f" ({args.note})" if args.note else ""),
+        "python benchmarks/inference/bench_tiling.py" + (" --quick" if args.quick else ""),
+        f"generator: {os.path.basename(weights)}" + (f" ({args.note})" if args.note else ""),
         f"derain defaults: max_pixels={DEFAULT_MAX_PIXELS}, overlap={DEFAULT_OVERLAP}",
         f"CPU cores: {os.cpu_count()}; started {time.strftime('%Y-%m-%d %H:%M')}",
         "",

@@ -5,17 +5,18 @@ many ops XNNPACK takes, latency (median, p90) and peak memory at N threads,
 and accuracy (PSNR on outputs clipped to [0, 1], peak 1, and max error)
 against the Keras float32 generator on the real rainy photos. The Keras
 generator and a PyTorch float32 reference of the network (built from
-docs/architecture.md, tests/torch_reference.py) are timed in the same run; ratios compare
+docs/architecture.md, reference/torch_generator.py) are timed in the same run; ratios compare
 everything with them and with the float32 floor: the generator's FLOPs at
 the float32 matrix-multiply rate numpy reaches on the same threads.
 
-int8 calibrates on case1.jpg and holds case2.jpg out (both are reported).
+int8 calibrates on case1.jpg and holds case2.jpg out (both are reported): the
+photos of `--data DIR`/real_raindrops, or synthetic scenes without `--data`.
 Each engine runs in its own process, with its thread count set at start.
 
-    python benchmarks/bench_export.py                      # 480 x 720, 2 threads
-    python benchmarks/bench_export.py --weights demo.keras # plus a trained generator
-    python benchmarks/bench_export.py --quick              # 64 x 96, a quick check
-    python benchmarks/bench_export.py --quick --accuracy-seeds 4 --no-speed
+    python benchmarks/export/bench_export.py                      # 480 x 720, 2 threads
+    python benchmarks/export/bench_export.py --weights demo.keras # plus a trained generator
+    python benchmarks/export/bench_export.py --quick              # 64 x 96, a quick check
+    python benchmarks/export/bench_export.py --quick --accuracy-seeds 4 --no-speed
                                         # PSNR spread over random generators
 """
 
@@ -31,13 +32,14 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import add_data_flag, generator_macs  # noqa: E402
+
 MODES = ("none", "float16", "dynamic", "int8")
-PHOTOS = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
 
 _MATMUL = """
 import time, numpy as np
@@ -79,7 +81,7 @@ def keras_to_state_dict(generator) -> dict[str, np.ndarray]:
 def _torch_worker(checkpoint: str, h: int, w: int, threads: int, warmup: int, runs: int) -> None:
     import torch
 
-    from tests.torch_reference import ReferenceGenerator
+    from reference.torch_generator import ReferenceGenerator
     from tf_deraindrop.export.benchmark import current_rss_mb, peak_rss_mb
 
     torch.set_num_threads(threads)
@@ -113,24 +115,28 @@ def torch_latency(checkpoint, h, w, threads, warmup, runs) -> dict:
 def torch_outputs(state: dict, images: list[np.ndarray]) -> list[np.ndarray]:
     import torch
 
-    from tests.torch_reference import ReferenceGenerator, run_reference
+    from reference.torch_generator import ReferenceGenerator, run_reference
 
     model = ReferenceGenerator().eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     return [run_reference(model, image[None])["outputs"][-1][0] for image in images]
 
 
-def photos(h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
-    """A calibration folder (real photos or synthetic scenes), and test images fitted to h x w."""
+def photos(data: str | None, h: int, w: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """A calibration folder (real photos or synthetic scenes), and test images fitted to h x w.
+
+    The real photos are `data/real_raindrops/case{1,2}.jpg`; without them, synthetic scenes.
+    """
     from tf_deraindrop.export.samples import fit_samples, synthetic_images
     from tf_deraindrop.utils.images import read_image, write_image
 
     folder = tempfile.mkdtemp(prefix="bench_export_photos_")
     names = ["case1.jpg", "case2.jpg"]
-    if all(os.path.isfile(os.path.join(PHOTOS, n)) for n in names):
-        images = [read_image(os.path.join(PHOTOS, n)) for n in names]
+    real = os.path.join(data, "real_raindrops") if data else ""
+    if data and all(os.path.isfile(os.path.join(real, n)) for n in names):
+        images = [read_image(os.path.join(real, n)) for n in names]
         for n in names:
-            shutil.copy(os.path.join(PHOTOS, n), folder)
+            shutil.copy(os.path.join(real, n), folder)
     else:
         print("real photos not found: synthetic scenes instead")
         images = synthetic_images(2, 2 * h, 2 * w, seed=11)
@@ -279,6 +285,7 @@ def goals(rows: list[dict], floor_s: float | None) -> list[str]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_flag(parser, required=False)  # without: synthetic scenes
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
     parser.add_argument("--threads", type=int, default=2)
@@ -326,14 +333,13 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from benchmarks.bench_generator import generator_macs
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
     from tf_deraindrop.inference.loading import load_generator
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     h, w = args.height, args.width
     workdir = tempfile.mkdtemp(prefix="bench_export_")
-    folder, tests = photos(h, w)
+    folder, tests = photos(args.data, h, w)
     names = [n.split(".")[0] + ("*" if n == "case1.jpg" else "") for n, _ in tests]
     floor_s = None
     if not args.no_speed:
@@ -350,7 +356,7 @@ def main() -> None:
         save_random_checkpoint(checkpoint, seed=seed)
         generators.append((f"random He-init checkpoint, seed {seed}", checkpoint))
     if args.weights:
-        generators.append((f"trained: {args.weights}", args.weights))
+        generators.append((f"trained: {os.path.basename(args.weights)}", args.weights))
     all_rows = {}
     for index, (label, path) in enumerate(generators):
         generator = (

@@ -7,8 +7,8 @@ at every validation, the final numbers and the step rate from the event
 times. Writes the table to `--results` and a picture of the curves beside it.
 
 Usage:
-    python benchmarks/bench_precision_curves.py --data-dir synthetic_pairs/ --out-dir runs/curves
-    python benchmarks/bench_precision_curves.py --out-dir runs/curves   # only compare existing runs
+    python benchmarks/training/bench_precision_curves.py --data-dir pairs/ --out-dir runs/curves
+    python benchmarks/training/bench_precision_curves.py --out-dir runs/curves  # compare only
 
 The step rates come from separate runs: on a shared machine they are only
 indicative; `bench_train.py` times both precisions side by side.
@@ -24,10 +24,9 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from tests.train_helpers import read_events  # noqa: E402
+from benchmarks.common import RESULTS, read_scalars  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 COLOURS = {"float32": (40, 90, 200), "mixed_bfloat16": (220, 90, 30)}
@@ -112,7 +111,7 @@ def compare(args) -> str:
     series, lines = {}, []
     for precision in PRECISIONS:
         log_dir = os.path.join(args.out_dir, precision, "logs")
-        events = read_events(log_dir)
+        events = read_scalars(log_dir)
         ms_steps, ms = scalars(events, "loss/multiscale")
         val_steps, psnr = scalars(events, "validation/psnr")
         series[precision] = {
@@ -126,8 +125,9 @@ def compare(args) -> str:
     for precision in PRECISIONS:
         record = json.load(open(os.path.join(args.out_dir, precision, "config.json")))
         c, r = record["config"], record["resolved"]
+        data = os.path.basename(os.path.normpath(r["data_dir"]))  # the folder's name, not its path
         lines.append(
-            f"{precision}: data {r['data_dir']} ({r['training_pairs']} training, "
+            f"{precision}: data {data} ({r['training_pairs']} training, "
             f"{r['validation_pairs']} validation pairs), crop {c['crop_size']}, batch "
             f"{c['batch_size']}, {r['total_steps']} steps, seed {c['seed']}, lr {c['g_lr']}, "
             f"perceptual {r['perceptual_loss']}, {r['precision']}"
@@ -168,9 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--crop-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--window", type=int, default=250)
-    parser.add_argument(
-        "--results", default=os.path.join(HERE, "results", "precision_curves_cpu.txt")
-    )
+    parser.add_argument("--results", default=os.path.join(RESULTS, "precision_curves_cpu.txt"))
     args = parser.parse_args(argv)
     if args.data_dir:
         train_runs(args)

@@ -1,14 +1,14 @@
 """`derain` in float32 and bfloat16 at 480 x 720: speed and PSNR between them.
 
 For each generator (He-initialised random weights, seed 0; and a trained
-one with `--weights`), on the real photos in ../shared/data (each resized
+one with `--weights`), on the real photos under `--data` (each resized
 to cover 480 x 720 and centre-cropped): the time of `derain(...,
 precision=p)` for float32, bfloat16 and auto (median over the photos, after
 one warm-up call each), the PSNR of bfloat16 against float32 on the uint8
 output `derain` returns and on the raw float output (clipped to [0, 1]),
 and what `auto` chose from its probe. All in one process, side by side.
 
-    python benchmarks/bench_precision.py [--weights generator.keras] [--threads 2]
+    python benchmarks/inference/bench_precision.py --data DIR [--weights g.keras] [--threads 2]
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 PHOTOS = (
     "real_raindrops/case1.jpg",
@@ -32,18 +32,18 @@ PHOTOS = (
 )
 
 
-def photos(height: int, width: int) -> list[tuple[str, np.ndarray]]:
+def photos(data: str, height: int, width: int) -> list[tuple[str, np.ndarray]]:
     from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.utils.images import read_image, to_uint8
 
     found = []
     for name in PHOTOS:
-        path = os.path.join(common.DATA, name)
+        path = os.path.join(data, name)
         if os.path.isfile(path):
             (sample,) = fit_samples([read_image(path)], height, width, 1)
             found.append((name, to_uint8(sample)))
     if not found:
-        sys.exit(f"no photos under {common.DATA}")
+        sys.exit(f"no photos under {data}")
     return found
 
 
@@ -59,10 +59,8 @@ def main() -> None:
     from tf_deraindrop.inference.keras import derain
     from tf_deraindrop.metrics import psnr
 
-    generators = common.compared_generators(
-        args.weights, True, "bench_precision", random_first=True
-    )
-    images = photos(args.height, args.width)
+    generators = common.compared_generators(args.weights, True, random_first=True)
+    images = photos(args.data, args.height, args.width)
     native, why = precision.native_bfloat16()
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:

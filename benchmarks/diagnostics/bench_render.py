@@ -14,8 +14,8 @@ With `--step-rate STEPS_PER_S` (the measured training step rate) it also says
 what fraction of the training input rate on-the-fly rendering covers
 (`--batch-size` pairs per step, 1 by default as in the paper).
 
-    python benchmarks/bench_render.py --quick
-    python benchmarks/bench_render.py --step-rate 3.2
+    python benchmarks/diagnostics/bench_render.py --quick
+    python benchmarks/diagnostics/bench_render.py --step-rate 3.2
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

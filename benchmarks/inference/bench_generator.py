@@ -5,8 +5,8 @@ run, and states each implementation's achieved GFLOP/s against it: the
 "float32 floor" is the time the generator's multiply-adds would take at that
 rate.
 
-    python benchmarks/bench_generator.py            # 480 x 720, the paper's frame
-    python benchmarks/bench_generator.py --quick    # 96 x 128, a quick check
+    python benchmarks/inference/bench_generator.py            # 480 x 720, the paper's frame
+    python benchmarks/inference/bench_generator.py --quick    # 96 x 128, a quick check
 """
 
 from __future__ import annotations
@@ -15,63 +15,14 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-
-def generator_macs(height: int, width: int) -> int:
-    """Multiply-adds of one generator forward pass, layer by layer.
-
-    The layers are those of docs/architecture.md, sections 2 and 3.
-    """
-    full, half, quarter = height * width, height * width // 4, height * width // 16
-    arn = (4 * 32 * 9 + 10 * 32 * 32 * 9 + 4 * 64 * 32 * 9 + 32 * 9) * full
-    arn = 4 * arn  # counted as the authors' code runs it, zero state included
-    ae = 4 * 64 * 25 * full
-    ae += (64 * 128 * 9 + 128 * 128 * 9) * half
-    ae += (128 * 256 * 9 + 2 * 256 * 256 * 9 + 4 * 256 * 256 * 9 + 2 * 256 * 256 * 9) * quarter
-    ae += 256 * 3 * 9 * quarter
-    ae += 256 * 128 * 16 * quarter  # transposed conv: every input pixel meets 4x4 taps
-    ae += (128 * 128 * 9 + 128 * 3 * 9) * half
-    ae += 128 * 64 * 16 * half
-    ae += (64 * 32 * 9 + 32 * 3 * 9) * full
-    return arn + ae
-
-
-_MATMUL = """
-import time, numpy as np
-n = {n}
-a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-b = a.copy()
-for _ in range(2):
-    a @ b
-best = float("inf")
-for _ in range({repeats}):
-    start = time.perf_counter()
-    a @ b
-    best = min(best, time.perf_counter() - start)
-print(2 * n**3 / best / 1e9)
-"""
-
-
-def numpy_matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """float32 GEMM rate of numpy, best of `repeats`, in a fresh process.
-
-    A fresh process keeps TensorFlow's and PyTorch's thread pools, loaded in
-    this one, from competing with numpy's BLAS threads.
-    """
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, "-c", _MATMUL.format(n=n, repeats=repeats)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+from benchmarks.common import generator_macs, numpy_matmul_gflops  # noqa: E402
 
 
 def main() -> None:
@@ -93,16 +44,18 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from tests.torch_reference import save_random_checkpoint
+    from reference.torch_generator import save_random_checkpoint
     from tf_deraindrop.export.benchmark import time_runs
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     torch.set_num_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 
-    path = "/tmp/bench_generator_gen.pkl"
-    reference = save_random_checkpoint(path, seed=0)
-    generator = import_official_checkpoint(path)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "gen.pkl")
+        reference = save_random_checkpoint(path, seed=0)
+        generator = import_official_checkpoint(path)
+        bf16 = import_official_checkpoint(path, "mixed_bfloat16") if args.bfloat16 else None
 
     h, w = args.height, args.width
     image = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
@@ -116,10 +69,8 @@ def main() -> None:
     results = {}
     outputs = {}
     variants = [("keras-tf", generator, False), ("keras-tf-xla", generator, True)]
-    if args.bfloat16:
-        variants.append(
-            ("keras-tf-bf16", import_official_checkpoint(path, "mixed_bfloat16"), False)
-        )
+    if bf16 is not None:
+        variants.append(("keras-tf-bf16", bf16, False))
     for name, model, jit in variants:
         fn = tf.function(lambda t, m=model: m(t, training=False)["outputs"][-1], jit_compile=jit)
         results[name] = time_runs(lambda fn=fn: fn(x).numpy(), 1, args.repeats)

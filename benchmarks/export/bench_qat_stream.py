@@ -9,7 +9,7 @@ real photo against the Keras float32 model, both outputs clipped to
 ConvLSTM state carried (against `LiteGenerator.stream`). Calibration and
 fine-tuning photos: case1.jpg and the Raindrop pair's rainy image.
 
-    python benchmarks/bench_qat_stream.py --weights student.keras [--steps 50]
+    python benchmarks/export/bench_qat_stream.py --data DIR --weights student.keras [--steps 50]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 FRAMES = 3
 
@@ -48,9 +48,9 @@ def main() -> None:
     generator = load_generator(args.weights)
     if not hasattr(generator, "stream"):
         cli.error(f"--weights {args.weights}: not a LiteGenerator (no stream signature)")
-    training = common.read_photos(common.RAINY)
+    training = common.read_photos(args.data, common.RAINY)
     calibration = fit_samples(training, h, w, args.samples)
-    held_out = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)[0]
+    held_out = fit_samples(common.read_photos(args.data, [common.HELD_OUT]), h, w, 1)[0]
     expected = np.clip(np.asarray(generator(held_out[None])["outputs"][-1])[0], 0, 1)
     state, streamed = None, []
     for _ in range(FRAMES):

@@ -1,14 +1,14 @@
 """A PyTorch reference of the Attentive GAN's training step (docs/architecture.md, sections 4, 5).
 
 The same networks, losses and update order as `tf_deraindrop.training.gan.AttentiveGAN`:
-the generator of `tests/torch_reference.py`, the discriminator of section 4, the VGG16
+the generator of `reference/torch_generator.py`, the discriminator of section 4, the VGG16
 relu1_1..relu2_2 perceptual term, and Adam for both networks. One step is one
 discriminator update, then one generator update against the updated discriminator.
 Everything works on BGR images in [0, 1], NCHW, as the authors' code does; the losses
 do not depend on the channel order except the perceptual one, whose VGG takes BGR.
 
 Weights come from the Keras models (`discriminator_from_keras`, `vgg_from_keras`), so
-that both implementations start identical. Used by benchmarks/bench_train.py; it is
+that both implementations start identical. Used by benchmarks/training/bench_train.py; it is
 not part of the library.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tests.torch_reference import ReferenceGenerator
+from reference.torch_generator import ReferenceGenerator
 
 #: Caffe-style VGG16 channel means (BGR, 0..255), as tf_deraindrop.losses.VGG_BGR_MEAN.
 VGG_BGR_MEAN = (103.939, 116.779, 123.68)

@@ -22,9 +22,9 @@ every header again, then `Dataset.skip`, which decodes and crops every
 skipped pair; AFTER, the pairs checked once, `make_dataset(check=False,
 skip=...)`, which drops the skipped examples as file names.
 
-    python benchmarks/bench_input_pipeline.py --step-rate 0.5
-    python benchmarks/bench_input_pipeline.py --quick
-    python benchmarks/bench_input_pipeline.py --resume --repeats 3
+    python benchmarks/training/bench_input_pipeline.py --step-rate 0.5
+    python benchmarks/training/bench_input_pipeline.py --quick
+    python benchmarks/training/bench_input_pipeline.py --resume --repeats 3
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 

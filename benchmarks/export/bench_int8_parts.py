@@ -8,8 +8,8 @@ four ways (float or int8 each) on held-out crops of case2.jpg. PSNR is of
 outputs clipped to [0, 1] against the all-float output; the attention map's
 is against its own value range.
 
-    python benchmarks/bench_int8_parts.py                       # random He-init weights
-    python benchmarks/bench_int8_parts.py --weights demo.keras  # a trained generator
+    python benchmarks/export/bench_int8_parts.py --data DIR                 # random He-init weights
+    python benchmarks/export/bench_int8_parts.py --data DIR --weights g.keras  # a trained one
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-PHOTOS = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
+from benchmarks.common import add_data_flag, random_checkpoint  # noqa: E402
 
 
 def int8_model(function, samples):
@@ -56,6 +55,7 @@ def int8_model(function, samples):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_flag(parser)
     parser.add_argument("--weights", help=".keras or gen.pkl (default: a random checkpoint)")
     parser.add_argument("--seed", type=int, default=0, help="random checkpoint seed (0)")
     parser.add_argument("--height", type=int, default=240)
@@ -72,16 +72,15 @@ def main() -> None:
     from tf_deraindrop.utils.images import read_image
 
     if args.weights:
-        weights, label = args.weights, args.weights
+        graph, label = DeployGraph(load_generator(args.weights)), os.path.basename(args.weights)
     else:
-        from tests.torch_reference import save_random_checkpoint
-
-        weights = os.path.join(tempfile.mkdtemp(), "random.pkl")
-        save_random_checkpoint(weights, seed=args.seed)
+        with tempfile.TemporaryDirectory() as folder:
+            graph = DeployGraph(load_generator(random_checkpoint(folder, seed=args.seed)))
         label = f"random He-init checkpoint, seed {args.seed}"
-    graph = DeployGraph(load_generator(weights))
     h, w = args.height, args.width
-    case1, case2 = (read_image(os.path.join(PHOTOS, f"case{i}.jpg")) for i in (1, 2))
+    case1, case2 = (
+        read_image(os.path.join(args.data, "real_raindrops", f"case{i}.jpg")) for i in (1, 2)
+    )
     calibration = [s[None] for s in fit_samples([case1], h, w, args.calibration_samples)]
     tests = [s[None] for s in fit_samples([case2], h, w, 2, seed=1)]
 

@@ -9,7 +9,7 @@ cache (the teacher on one whole frame) and how far the bfloat16 teacher's
 output is from the float32 one (PSNR). From these: how many steps it takes
 for the cache to pay for itself.
 
-    python benchmarks/bench_distill.py --teacher generator.keras --data-dir pairs/ \\
+    python benchmarks/training/bench_distill.py --teacher generator.keras --data-dir pairs/ \\
         --output benchmarks/results/distill_cpu.txt
 """
 
@@ -18,19 +18,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import Report, tf_threads  # noqa: E402
+from benchmarks.common import Report, tf_threads  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--teacher", required=True, metavar="PATH", help="the teacher (.keras)")
     parser.add_argument("--data-dir", required=True, help="rainy frames or Raindrop pairs")
     parser.add_argument("--preset", default="base")
     parser.add_argument("--crop-size", type=int, default=128)
@@ -38,36 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    import keras
 
-    tf = tf_threads(args.threads)
+def cached_batch(teacher, teachers: dict, batch: dict) -> tuple[dict, float]:
+    """The batch with the float32 teacher's outputs; the bfloat16 teacher's PSNR against them."""
     from tf_deraindrop.metrics import psnr
-    from tf_deraindrop.models import LiteGenerator
-    from tf_deraindrop.training.distill import (
-        CropStream,
-        Distiller,
-        FeatureAdapters,
-        FrameStore,
-        find_examples,
-        load_teacher,
-        teacher_in,
-    )
 
-    report = Report()
-
-    def say(text: str = "") -> None:
-        report.say(text)
-
-    teacher = load_teacher(args.teacher)
-    examples, paired = find_examples(args.data_dir, "/tmp/bench_distill_frames", 1.0)
-    frames = FrameStore()
-    sizes = [frames.get(e.rainy).shape[:2] for e in examples[:64]]
-    stream = CropStream(examples[:64], frames, args.crop_size, args.batch_size, False, None, sizes)
-    batch = next(stream.batches(seed=0, steps=1))
-
-    teachers = {"float32": teacher, "mixed_bfloat16": teacher_in(teacher, "mixed_bfloat16")}
     result = teacher.predict_on_batch(batch["rainy"])
     cached = dict(batch)
     cached["t_quarter"], cached["t_half"], cached["t_out"] = (
@@ -77,7 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     bf16_out = np.asarray(
         teachers["mixed_bfloat16"].predict_on_batch(batch["rainy"])["outputs"][-1]
     )
-    bf16_psnr = psnr(bf16_out, cached["t_out"])
+    return cached, psnr(bf16_out, cached["t_out"])
+
+
+def training_steps(args, teachers: dict, batch: dict, cached: dict) -> dict:
+    """`{name: one training step}`: cached outputs, each teacher on the fly, with features."""
+    import keras
+    import tensorflow as tf
+
+    from tf_deraindrop.models import LiteGenerator
+    from tf_deraindrop.training.distill import Distiller, FeatureAdapters
 
     models = {}
     variants = [("cached", None, False), *((k, t, False) for k, t in teachers.items())]
@@ -92,27 +79,30 @@ def main(argv: list[str] | None = None) -> int:
         step = tf.function(model.train_step)
         tensors = {k: tf.constant(v) for k, v in data.items()}
         models[name] = lambda s=step, d=tensors: s(d)["total"].numpy()
-    frame = frames.get(examples[0].rainy)[None]
-    whole = tf.function(lambda x: teacher(x, training=False)["outputs"][-1])
-    models["teacher, one whole frame"] = lambda: whole(tf.constant(frame)).numpy()
+    return models
+
+
+def median_times(models: dict, runs: int) -> tuple[dict[str, float], float]:
+    """Median seconds of each, after two warm-up calls, in round-robin runs; the load average.
+
+    The 1-minute load average is read after the warm-up, as the timed runs start.
+    """
     for run in models.values():  # warm-up (tracing)
         run()
         run()
     times = {k: [] for k in models}
     load = os.getloadavg()[0]
-    for _ in range(args.runs):
+    for _ in range(runs):
         for key, run in models.items():
             start = time.perf_counter()
             run()
             times[key].append(time.perf_counter() - start)
-    med = {k: float(np.median(v)) for k, v in times.items()}
-    h, w = frame.shape[1:3]
-    say(
-        f"Student {args.preset}, batch {args.batch_size} x {args.crop_size}^2 crops, "
-        f"{args.threads} threads, median of {args.runs} round-robin runs; "
-        f"load average {load:.1f} on {os.cpu_count()} CPUs"
-    )
-    say()
+    return {k: float(np.median(v)) for k, v in times.items()}, load
+
+
+def report_lines(args, med: dict, frame_shape, frames: int, bf16_psnr: float, say) -> None:
+    """The tables: step time by teacher outputs, the feature term, the cache's break-even."""
+    h, w = frame_shape
     say("| teacher outputs | s per training step | x cached |")
     say("|---|---|---|")
     for key in ("cached", "float32", "mixed_bfloat16"):
@@ -129,15 +119,60 @@ def main(argv: list[str] | None = None) -> int:
     fill = med["teacher, one whole frame"]
     say()
     say(f"Filling the cache: {fill:.3f} s per {h} x {w} frame (float32 teacher).")
+    data = os.path.basename(os.path.normpath(args.data_dir))
     for key in ("float32", "mixed_bfloat16"):
         saved = med[key] - med["cached"]
         if saved > 0:
             say(
                 f"Against on the fly in {key}, the cache pays for itself after "
-                f"{fill / saved:.1f} steps per frame ({fill / saved * len(examples):.0f} steps "
-                f"for the {len(examples)} frames of {args.data_dir})."
+                f"{fill / saved:.1f} steps per frame ({fill / saved * frames:.0f} steps "
+                f"for the {frames} frames of {data})."
             )
     say(f"bfloat16 teacher output vs float32: {bf16_psnr:.1f} dB PSNR on the batch.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    import keras
+
+    tf = tf_threads(args.threads)
+    from tf_deraindrop.training.distill import (
+        CropStream,
+        FrameStore,
+        find_examples,
+        load_teacher,
+        teacher_in,
+    )
+
+    report = Report()
+
+    def say(text: str = "") -> None:
+        report.say(text)
+
+    teacher = load_teacher(args.teacher)
+    with tempfile.TemporaryDirectory(prefix="bench_distill_frames_") as frames_dir:
+        examples, paired = find_examples(args.data_dir, frames_dir, 1.0)
+        frames = FrameStore()
+        sizes = [frames.get(e.rainy).shape[:2] for e in examples[:64]]
+        stream = CropStream(
+            examples[:64], frames, args.crop_size, args.batch_size, False, None, sizes
+        )
+        batch = next(stream.batches(seed=0, steps=1))
+        teachers = {"float32": teacher, "mixed_bfloat16": teacher_in(teacher, "mixed_bfloat16")}
+        cached, bf16_psnr = cached_batch(teacher, teachers, batch)
+        models = training_steps(args, teachers, batch, cached)
+        frame = frames.get(examples[0].rainy)[None]
+    whole = tf.function(lambda x: teacher(x, training=False)["outputs"][-1])
+    models["teacher, one whole frame"] = lambda: whole(tf.constant(frame)).numpy()
+    med, load = median_times(models, args.runs)
+    say(
+        f"Student {args.preset}, batch {args.batch_size} x {args.crop_size}^2 crops, "
+        f"{args.threads} threads, median of {args.runs} round-robin runs; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
+    say()
+    report_lines(args, med, frame.shape[1:3], len(examples), bf16_psnr, say)
     say(f"keras {keras.__version__}, tensorflow {tf.__version__}")
     report.save(args.output)
     return 0

@@ -10,7 +10,7 @@ TFLite does not have), and with one part at a time at 16 bits or per
 channel, before any fine-tuning. A diagnosis, not a goal. The
 random-weight generator unless `--weights`.
 
-    python benchmarks/diag_int8_activations.py [--weights generator.keras]
+    python benchmarks/diagnostics/bench_int8_activations.py --data DIR [--weights generator.keras]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 def part(point: str) -> str:
@@ -62,9 +62,9 @@ def main() -> None:
     from tf_deraindrop.metrics import psnr
 
     h, w = args.height, args.width
-    samples = fit_samples(common.read_photos(common.RAINY), h, w, 4)
-    held_out = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)[0]
-    ((label, generator),) = common.compared_generators(args.weights, not args.weights, "diag_int8")
+    samples = fit_samples(common.read_photos(args.data, common.RAINY), h, w, 4)
+    held_out = fit_samples(common.read_photos(args.data, [common.HELD_OUT]), h, w, 1)[0]
+    ((label, generator),) = common.compared_generators(args.weights, not args.weights)
     expected = np.clip(np.asarray(generator(held_out[None])["outputs"][-1])[0], 0, 1)
     frozen, values, _, _ = calibrate.calibrated(
         calibrate.freeze(generator, h, w), samples, "float32", True

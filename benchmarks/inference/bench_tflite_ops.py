@@ -9,8 +9,8 @@ off. The upsampling appears both as TRANSPOSE_CONV and as the sub-pixel
 convolution that `export/graph.py` uses instead, and an LSTM step (steps 2
 to 4) in three arrangements of its gate convolutions.
 
-    python benchmarks/bench_tflite_ops.py             # 480 x 720, 2 threads
-    python benchmarks/bench_tflite_ops.py --quick     # 120 x 180
+    python benchmarks/inference/bench_tflite_ops.py             # 480 x 720, 2 threads
+    python benchmarks/inference/bench_tflite_ops.py --quick     # 120 x 180
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 

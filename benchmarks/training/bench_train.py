@@ -4,7 +4,7 @@ One training step is what `AttentiveGAN.train_step` does: the generator forward,
 one discriminator update (on the clean and the derained crop), one generator
 update against the updated discriminator, with the attention, multi-scale,
 adversarial and VGG16 perceptual losses (VGG weights random here: same cost),
-Adam for both networks. The PyTorch step (tests/torch_training_reference.py)
+Adam for both networks. The PyTorch step (reference/torch_training.py)
 does the same in the same order, from the same weights: the generator comes
 from one random authors'-layout checkpoint, the discriminator and the VGG are
 copied from the Keras ones. Its first step's losses are printed next to Keras'
@@ -14,12 +14,12 @@ All settings run in one process on the same random batch, after warm-up steps
 (tracing), in alternating rounds; a setting's time is the median of its steps.
 The floor is the step's multiply-adds (generator, discriminator and VGG,
 forward and backward, counted layer by layer) at this CPU's float32 GEMM rate,
-measured with numpy in a fresh process as benchmarks/bench_generator.py does.
+measured with numpy in a fresh process as benchmarks/inference/bench_generator.py does.
 
 Usage:
-    python benchmarks/bench_train.py             # crop 224, batch 1, 2 threads (the paper's crop)
-    python benchmarks/bench_train.py --quick     # crop 64, a few steps: checks it runs
-    python benchmarks/bench_train.py --xla --steps 3 --json out.json
+    python benchmarks/training/bench_train.py          # crop 224 (the paper's), batch 1, 2 threads
+    python benchmarks/training/bench_train.py --quick  # crop 64, a few steps: checks it runs
+    python benchmarks/training/bench_train.py --xla --steps 3 --json out.json
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,11 +39,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # took 41 s instead of 3.2 s here under load). Passive waiting keeps PyTorch's
 # baseline fair; it must be set before PyTorch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(_HERE, ".."), _HERE]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
-from bench_generator import generator_macs, numpy_matmul_gflops  # noqa: E402
+
+from benchmarks.common import generator_macs, numpy_matmul_gflops, random_checkpoint  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -207,8 +208,8 @@ def keras_steps(gan, data, steps: int) -> tuple[list[float], dict]:
 def build_torch(checkpoint: str, keras_gan, channels_last: bool):
     import torch
 
-    from tests.torch_reference import ReferenceGenerator
-    from tests.torch_training_reference import (
+    from reference.torch_generator import ReferenceGenerator
+    from reference.torch_training import (
         ReferenceGANStep,
         discriminator_from_keras,
         vgg_from_keras,
@@ -252,36 +253,22 @@ def torch_steps(step, inputs, steps: int) -> tuple[list[float], dict]:
 # --- Main -------------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    perceptual = not args.no_perceptual
-
-    # The GEMM rate first, in a fresh process, before this one starts its thread pools.
-    print("Measuring numpy's float32 GEMM rate ...", file=sys.stderr, flush=True)
-    load_before = os.getloadavg()[0]
-    gemm_runs = [numpy_matmul_gflops(), numpy_matmul_gflops()]
-
-    import keras
-    import tensorflow as tf
-    import torch
-
-    from tests.torch_reference import save_random_checkpoint
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    torch.set_num_threads(args.threads)
-
+def random_batch(args):
+    """A random batch of `(rainy, clean, mask)` crops, the same for every setting."""
     rng = np.random.default_rng(0)
     shape = (args.batch_size, args.crop, args.crop)
     clean = rng.uniform(0, 1, (*shape, 3)).astype("float32")
     mask = (rng.random((*shape, 1)) > 0.9).astype("float32")
     rainy = np.clip(clean * (1 - mask) + 0.9 * mask, 0, 1).astype("float32")
-    data = tf.data.Dataset.from_tensors((rainy, clean, mask)).repeat()
+    return rainy, clean, mask
 
-    checkpoint = "/tmp/bench_train_gen.pkl"
-    save_random_checkpoint(checkpoint, seed=0)
 
-    # Every setting starts from the float32 Keras GAN's weights, before anyone steps.
-    print("Building the Keras and PyTorch GANs ...", file=sys.stderr, flush=True)
+def build_settings(checkpoint: str, args, batch) -> tuple[dict, dict]:
+    """`{name: AttentiveGAN}` and `{name: (torch step, inputs)}`, all from the same weights.
+
+    Every setting starts from the float32 Keras GAN's weights, before anyone steps.
+    """
+    perceptual = not args.no_perceptual
     reference = build_keras(checkpoint, args.crop, perceptual, "float32", jit=False)
     keras_settings = {"keras float32": reference}
     if args.xla:
@@ -302,8 +289,13 @@ def main(argv=None) -> int:
             name = "pytorch channels_last" if channels_last else "pytorch"
             torch_settings[name] = (
                 build_torch(checkpoint, reference, channels_last),
-                torch_inputs(rainy, clean, mask, channels_last),
+                torch_inputs(*batch, channels_last),
             )
+    return keras_settings, torch_settings
+
+
+def time_settings(keras_settings: dict, torch_settings: dict, data, args):
+    """Warm-up, then alternating rounds: `(first_logs, warmup_s, times)` per setting name."""
 
     def run(name, steps):
         if name in keras_settings:
@@ -325,12 +317,15 @@ def main(argv=None) -> int:
         for name in names:
             print(f"Round {r + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
             times[name] += run(name, args.steps)[0]
+    return first_logs, warmup_s, times
 
-    # Again after the steps, so that other processes' load shows in both numbers.
-    print("Measuring numpy's float32 GEMM rate again ...", file=sys.stderr, flush=True)
-    gemm_runs += [numpy_matmul_gflops(), numpy_matmul_gflops()]
+
+def print_header(args, flops: dict, gemm_runs: list[float], versions: str) -> None:
+    """The settings, the step's FLOPs and the float32 floor."""
+    import tensorflow as tf
+
+    perceptual = not args.no_perceptual
     gemm = max(gemm_runs)
-    flops = train_step_flops(args.crop, args.batch_size, perceptual)
     floor = flops["step"] / (gemm * 1e9)
     print(
         f"\nAttentive GAN training step, crop {args.crop}, batch {args.batch_size}, perceptual "
@@ -338,8 +333,8 @@ def main(argv=None) -> int:
         f"TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
         f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}); median of "
         f"{args.rounds} x {args.steps} steps per setting, in alternating rounds, after "
-        f"{args.warmup} warm-up\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch "
-        f"{torch.__version__}, {os.cpu_count()} CPU(s), {platform.processor() or 'x86_64'}\n"
+        f"{args.warmup} warm-up\n{versions}, {os.cpu_count()} CPU(s), "
+        f"{platform.processor() or 'x86_64'}\n"
     )
     g_free = generator_macs(args.crop, args.crop) - 46080 * args.crop**2
     print(
@@ -359,7 +354,10 @@ def main(argv=None) -> int:
         f"-> float32 floor {floor:.2f} s per step\n"
     )
 
-    # PyTorch's best layout is the baseline.
+
+def print_rows(times: dict, warmup_s: dict, step_flops: float, floor: float):
+    """The table of settings against PyTorch's best layout; `(rows, best torch setting)`."""
+    names = list(times)
     torch_names = [n for n in names if n.startswith("pytorch")]
     best_torch = min(torch_names, key=lambda n: statistics.median(times[n]), default=None)
     torch_s = statistics.median(times[best_torch]) if best_torch else None
@@ -375,7 +373,7 @@ def main(argv=None) -> int:
         vs = torch_s / s if torch_s else None
         print(
             f"{name:24s} {s:9.2f} {min(times[name]):7.2f} {max(times[name]):7.2f} "
-            f"{flops['step'] / s / 1e9:8.0f} {s / floor:8.2f} "
+            f"{step_flops / s / 1e9:8.0f} {s / floor:8.2f} "
             f"{(f'{vs:.2f}x' if vs else '-'):>9s} {warmup_s[name]:10.1f}"
         )
         rows.append(
@@ -388,15 +386,14 @@ def main(argv=None) -> int:
                 "warmup_seconds": warmup_s[name],
             }
         )
-
     if best_torch:
         print(f"vs torch: the median of {best_torch} (the faster layout) over the row's median")
-    print(
-        f"1-minute load average: {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-        f"the end, on {os.cpu_count()} CPUs"
-    )
+    return rows, best_torch
 
-    # Losses of each setting's first step, from identical weights and data.
+
+def print_first_losses(first_logs: dict) -> None:
+    """Losses of each setting's first step, from identical weights and data."""
+    names = list(first_logs)
     terms = list(first_logs["keras float32"])
     terms = [t for t in terms if t in {k for logs in first_logs.values() for k in logs}]
     terms = [t for t in terms if not t.endswith(("_lr", "_loss_scale"))]
@@ -417,12 +414,56 @@ def main(argv=None) -> int:
             )
             print(f"largest |keras float32 - {name}| over the terms: {diff:.2e}")
 
+
+def write_json(path: str, report: dict) -> None:
+    tmp = f"{path}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    # The GEMM rate first, in a fresh process, before this one starts its thread pools.
+    print("Measuring numpy's float32 GEMM rate ...", file=sys.stderr, flush=True)
+    load_before = os.getloadavg()[0]
+    gemm_runs = [numpy_matmul_gflops(), numpy_matmul_gflops()]
+
+    import keras
+    import tensorflow as tf
+    import torch
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    torch.set_num_threads(args.threads)
+
+    batch = random_batch(args)
+    data = tf.data.Dataset.from_tensors(batch).repeat()
+    print("Building the Keras and PyTorch GANs ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = build_settings(random_checkpoint(folder, seed=0), args, batch)
+    first_logs, warmup_s, times = time_settings(*settings, data, args)
+
+    # Again after the steps, so that other processes' load shows in both numbers.
+    print("Measuring numpy's float32 GEMM rate again ...", file=sys.stderr, flush=True)
+    gemm_runs += [numpy_matmul_gflops(), numpy_matmul_gflops()]
+    gemm = max(gemm_runs)
+    flops = train_step_flops(args.crop, args.batch_size, not args.no_perceptual)
+    floor = flops["step"] / (gemm * 1e9)
+    versions = f"keras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}"
+    print_header(args, flops, gemm_runs, versions)
+    rows, best_torch = print_rows(times, warmup_s, flops["step"], floor)
+    print(
+        f"1-minute load average: {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+        f"the end, on {os.cpu_count()} CPUs"
+    )
+    print_first_losses(first_logs)
     if args.json:
         report = {
             "crop": args.crop,
             "batch_size": args.batch_size,
             "threads": args.threads,
-            "perceptual": perceptual,
+            "perceptual": not args.no_perceptual,
             "gemm_gflops": gemm,
             "gemm_gflops_runs": gemm_runs,
             "pytorch_baseline": best_torch,
@@ -433,10 +474,7 @@ def main(argv=None) -> int:
             "rows": rows,
             "first_step_losses": first_logs,
         }
-        tmp = f"{args.json}.partial"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, args.json)
+        write_json(args.json, report)
     return 0
 
 

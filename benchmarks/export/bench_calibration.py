@@ -32,7 +32,7 @@ image, whole and cropped) and are scored on the held-out case2.jpg and on
 the calibration samples: PSNR of the int8 output against the Keras float32
 generator (outputs clipped to [0, 1]).
 
-    python benchmarks/bench_calibration.py --weights generator.keras [--samples 4]
+    python benchmarks/export/bench_calibration.py --data DIR --weights generator.keras [--samples 4]
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 class TimedDataset:
@@ -91,9 +91,9 @@ def main() -> None:
     from tf_deraindrop.inference.precision import native_bfloat16
 
     h, w = args.height, args.width
-    samples = fit_samples(common.read_photos(common.RAINY), h, w, args.samples)
-    held_out = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)
-    generators = common.compared_generators(args.weights, not args.no_random, "bench_calibration")
+    samples = fit_samples(common.read_photos(args.data, common.RAINY), h, w, args.samples)
+    held_out = fit_samples(common.read_photos(args.data, [common.HELD_OUT]), h, w, 1)
+    generators = common.compared_generators(args.weights, not args.no_random)
 
     report = common.Report()
     report.say(

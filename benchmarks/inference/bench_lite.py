@@ -19,32 +19,30 @@ The full generator's int8 export calibrates on `--full-calibration-samples`
 samples (2 by default: calibration at 480 x 720 takes minutes, and the
 calibrated ranges only matter for its accuracy, not its speed).
 
-    python benchmarks/bench_lite.py                                  # presets, random weights
-    python benchmarks/bench_lite.py --pause-pid /path/train.pid      # pause a training job
-    python benchmarks/bench_lite.py --student runs/lite/generator.keras \\
-        --teacher teacher/generator.keras                            # trained weights too
-    python benchmarks/bench_lite.py --quick                          # 64 x 96, two configs
+    python benchmarks/inference/bench_lite.py --data DIR            # presets, random weights
+    python benchmarks/inference/bench_lite.py --data DIR --student runs/lite/generator.keras \\
+        --teacher teacher/generator.keras                           # trained weights too
+    python benchmarks/inference/bench_lite.py --data DIR --quick    # 64 x 96, two configs
+
+`--data DIR` holds real_raindrops/ (calibration, the held-out photo) and
+raindrop_pairs/ (the fidelity table); `--calibration-dir` and `--pairs-dir`
+name them one by one instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_common import Report, tf_threads  # noqa: E402
-
-PHOTOS = os.path.join(ROOT, "..", "shared", "data", "real_raindrops")
+from benchmarks.common import Report, add_data_flag, generator_macs, tf_threads  # noqa: E402
 
 #: Configurations beyond the presets: `name=preset:key=value+key=value`.
 EXTRA_CONFIGS = ("base-full8=base:full_filters=8", "base-wide=base:width=64+half_filters=32")
@@ -72,39 +70,6 @@ def parse_config(text: str) -> tuple[str, dict]:
         key, _, value = item.partition("=")
         kwargs[key] = tuple(int(v) for v in value.split("/")) if key == "dilations" else int(value)
     return name, kwargs
-
-
-@contextlib.contextmanager
-def paused(pid_file: str | None):
-    """Stops the process in `pid_file` (SIGSTOP) during the block; resumes it however it ends."""
-    pid = None
-    if pid_file:
-        with open(pid_file) as f:
-            pid = int(f.read().strip())
-    if pid is None:
-        yield
-        return
-
-    def resume(*_):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def on_signal(signum, frame):
-        resume()
-        raise SystemExit(128 + signum)
-
-    for s in previous:
-        signal.signal(s, on_signal)
-    try:
-        os.kill(pid, signal.SIGSTOP)
-        print(f"(paused pid {pid} while timing)", flush=True)
-        yield
-    finally:
-        resume()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def held_out_photo(h: int, w: int, folder: str) -> np.ndarray:
@@ -208,7 +173,8 @@ def fidelity(students: dict, teacher, photos: str, pair_dirs: list[str], say) ->
     say()
     say(
         f"Fidelity: student vs teacher PSNR (RGB, clipped, whole frames) on the {len(images)} "
-        f"real photos of {photos}; Y-PSNR (published protocol) against the ground truth, "
+        f"real photos of {os.path.basename(photos)}; Y-PSNR (published protocol) against the "
+        "ground truth, "
         "mean over each pair folder"
     )
     head = "| student | PSNR vs teacher, real photos (dB) |"
@@ -256,17 +222,14 @@ def speed(args, students: dict, teacher, photo: np.ndarray, say) -> None:
             if isinstance(model, LiteGenerator):
                 macs = model.multiply_adds(h, w)
             else:
-                from benchmarks.bench_generator import generator_macs
-
                 macs = generator_macs(h, w)
             row, its = prepare(name, model, macs, args, folder, workdir, photo, samples)
             rows.append(row)
             for key, run in its.items():
                 engines[(name, key)] = run
-        with paused(args.pause_pid):
-            load_before = os.getloadavg()[0]
-            medians = time_round_robin(engines, args.runs, args.warmup)
-            load_after = os.getloadavg()[0]
+        load_before = os.getloadavg()[0]
+        medians = time_round_robin(engines, args.runs, args.warmup)
+        load_after = os.getloadavg()[0]
     for row in rows:
         for key in ("keras", "int8", "none"):
             row[f"{key}_ms"] = 1e3 * medians[(row["name"], key)]
@@ -275,7 +238,8 @@ def speed(args, students: dict, teacher, photo: np.ndarray, say) -> None:
     say(
         f"{h} x {w}, {args.threads} threads, median of {args.runs} round-robin runs "
         f"(after {args.warmup} warm-up); int8 calibrated on {args.calibration_samples} samples "
-        f"(full generator: {args.full_calibration_samples}) from {folder}, last photo held out"
+        f"(full generator: {args.full_calibration_samples}) from {os.path.basename(folder)}, "
+        "last photo held out"
     )
     say(
         f"1-minute load average {load_before:.1f} before and {load_after:.1f} after timing "
@@ -330,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--student", action="append", default=[], help="a trained student .keras")
     parser.add_argument("--teacher", help="the full generator's weights (default: random)")
-    parser.add_argument("--calibration-dir", default=PHOTOS, help="rainy photos (real_raindrops)")
+    add_data_flag(parser, required=False)
+    parser.add_argument(
+        "--calibration-dir", help="rainy photos (default: real_raindrops under --data)"
+    )
     parser.add_argument("--calibration-samples", type=int, default=4, help="students (4)")
     parser.add_argument("--full-calibration-samples", type=int, default=2, help="generator (2)")
     parser.add_argument("--no-full", action="store_true", help="skip the full generator")
@@ -339,16 +306,19 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="Raindrop-layout pairs for the fidelity table (with --student and --teacher; "
-        "default: ../shared/data/raindrop_pairs)",
+        "default: raindrop_pairs under --data)",
     )
     parser.add_argument("--no-speed", action="store_true", help="fidelity table only")
-    parser.add_argument("--pause-pid", help="file with the pid of a process to pause while timing")
     parser.add_argument("--quick", action="store_true", help="64 x 96, nano and small, 3 runs")
     parser.add_argument("--output", help="also write the report here (benchmarks/results/...)")
     args = parser.parse_args(argv)
     if args.quick:
         args.height, args.width, args.runs, args.warmup = 64, 96, 3, 1
         args.configs = "nano,small"
+    if args.calibration_dir is None:
+        if args.data is None:
+            parser.error("--data or --calibration-dir: the rainy photos are needed")
+        args.calibration_dir = os.path.join(args.data, "real_raindrops")
 
     tf = tf_threads(args.threads)
     from tf_deraindrop.inference.loading import load_generator
@@ -369,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_speed:
         speed(args, students, teacher, photo, say)
     if students and teacher is not None:
-        pair_dirs = args.pairs_dir or [os.path.join(ROOT, "..", "shared", "data", "raindrop_pairs")]
+        pair_dirs = args.pairs_dir or (
+            [os.path.join(args.data, "raindrop_pairs")] if args.data else []
+        )
         fidelity(students, teacher, folder, [os.path.normpath(d) for d in pair_dirs], say)
     import keras
 

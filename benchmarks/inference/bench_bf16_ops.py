@@ -10,7 +10,7 @@ near what the CPU can do in each precision. If both precisions run the
 generator's convolutions at a similar share of that rate, the speed-up of
 bfloat16 is the ratio of the two rates: the hardware's, not the code's.
 
-    python benchmarks/bench_bf16_ops.py [--weights generator.keras]
+    python benchmarks/inference/bench_bf16_ops.py --data DIR [--weights generator.keras]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 CONVOLUTIONS = ("Conv2D", "DepthwiseConv2dNative")
 
@@ -105,8 +105,8 @@ def main() -> None:
     from tf_deraindrop.inference.precision import read_cpu_flags
 
     h, w = args.height, args.width
-    image = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)[0][None]
-    ((label, generator),) = common.compared_generators(args.weights, not args.weights, "bf16_ops")
+    image = fit_samples(common.read_photos(args.data, [common.HELD_OUT]), h, w, 1)[0][None]
+    ((label, generator),) = common.compared_generators(args.weights, not args.weights)
     frozen = freeze(generator, h, w)
     flags = sorted(read_cpu_flags() & {"avx512_bf16", "amx_bf16", "avx512f"})
     report = common.Report()

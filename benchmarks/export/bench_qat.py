@@ -1,4 +1,4 @@
-"""int8 accuracy before and after quantization-aware fine-tuning (tf_deraindrop.export.int8.qat), 480 x 720.
+"""int8 accuracy before and after quantization-aware fine-tuning (export.int8.qat), 480 x 720.
 
 For each generator (a trained one with `--weights`, and He-initialised
 random weights unless `--no-random`): the int8 export calibrated in
@@ -12,7 +12,7 @@ int8 output against the Keras float32 generator, outputs clipped to
 [0, 1]. Training and calibration photos: case1.jpg and the Raindrop
 pair's rainy image; held out: case2.jpg.
 
-    python benchmarks/bench_qat.py --weights generator.keras [--steps 100]
+    python benchmarks/export/bench_qat.py --data DIR --weights generator.keras [--steps 100]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from benchmarks import bench_common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +47,11 @@ def main() -> None:
     from tf_deraindrop.export.samples import fit_samples
 
     h, w = args.height, args.width
-    training = common.read_photos(common.RAINY)
+    training = common.read_photos(args.data, common.RAINY)
     calibration = fit_samples(training, h, w, args.samples)
-    held_out = fit_samples(common.read_photos([common.HELD_OUT]), h, w, 1)[0]
+    held_out = fit_samples(common.read_photos(args.data, [common.HELD_OUT]), h, w, 1)[0]
     seen = fit_samples(training, h, w, len(training))
-    generators = common.compared_generators(args.weights, not args.no_random, "bench_qat")
+    generators = common.compared_generators(args.weights, not args.no_random)
 
     report = common.Report()
     report.say(
