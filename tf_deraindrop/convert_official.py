@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.convert_official`: the same as `deraindrop convert` (`tf_deraindrop.cli.convert`)."""
+"""`python -m tf_deraindrop.convert_official`: the same as `deraindrop convert` (`cli.convert`)."""
 
 import sys
 

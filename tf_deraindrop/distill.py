@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.distill`: the same command as `deraindrop distill` (`tf_deraindrop.cli.distill`)."""
+"""`python -m tf_deraindrop.distill`: the same command as `deraindrop distill` (`cli.distill`)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.evaluate`: the same command as `deraindrop evaluate` (`tf_deraindrop.cli.evaluate`)."""
+"""`python -m tf_deraindrop.evaluate`: the same as `deraindrop evaluate` (`cli.evaluate`)."""
 
 import sys
 

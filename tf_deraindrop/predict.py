@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.predict`: the same command as `deraindrop predict` (`tf_deraindrop.cli.predict`)."""
+"""`python -m tf_deraindrop.predict`: the same command as `deraindrop predict` (`cli.predict`)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m tf_deraindrop.train`: the same command as `deraindrop train` (`tf_deraindrop.cli.train`)."""
+"""`python -m tf_deraindrop.train`: the same command as `deraindrop train` (`cli.train`)."""
 
 import sys
 

@@ -184,7 +184,7 @@ def _check_carry_state(args, model, jobs: list[Job]) -> None:
         if job.is_video and (job.info.height, job.info.width) != (h, w):
             raise WeightsError(
                 f"--carry-state: {job.path} is {job.info.height}x{job.info.width}, the model "
-                f"{h}x{w}; the state needs frames of the export size (tf_deraindrop.export.tflite --height "
+                f"{h}x{w}; the state needs frames of the export size (deraindrop export --height "
                 "--width), or drop --carry-state (tiles, any size)"
             )
 

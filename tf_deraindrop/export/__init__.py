@@ -6,7 +6,7 @@
 * `tf_deraindrop.export.convert`: the SavedModel, the conversion, the uint8 pixel ends.
 * `tf_deraindrop.export.int8.pipeline`: what an int8 export converts, by `--calibrator` and
   `--qat-steps`: `tf_deraindrop.export.int8.calibrate` (ranges measured in TensorFlow on the
-  graph `tf_deraindrop.export.frozen` freezes) or `tf_deraindrop.export.int8.qat` (quantization-aware
+  graph `export.frozen` freezes) or `tf_deraindrop.export.int8.qat` (quantization-aware
   fine-tuning, with `tf_deraindrop.export.int8.qat_graph`).
 * `tf_deraindrop.export.verify`: the `.tflite` against the Keras float generator (PSNR);
   `tf_deraindrop.export.report`: what an export did.

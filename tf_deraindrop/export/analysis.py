@@ -7,7 +7,7 @@ tensors. The ops a partition covers are found by walking the original graph
 back from the DELEGATE node's outputs to its inputs. LiteRT (ai_edge_litert
 2.3) has no public call that lists the nodes after delegation, so
 `xnnpack_coverage` reads the interpreter's private `_get_ops_details`;
-tests/test_export_analysis.py fails with a clear message the day a LiteRT
+tests/export/test_analysis.py fails with a clear message the day a LiteRT
 release drops it. The op counts of a file need no interpreter: they are read
 from the flatbuffer through LiteRT's public schema module.
 """
@@ -57,7 +57,7 @@ def _nodes(interpreter) -> list[dict]:
         return getattr(interpreter, PRIVATE_NODE_LIST)()
     except AttributeError as err:  # a LiteRT release without this private call
         raise RuntimeError(
-            f"this ai_edge_litert has no Interpreter.{PRIVATE_NODE_LIST}: tf_deraindrop.export.analysis "
+            f"this ai_edge_litert has no Interpreter.{PRIVATE_NODE_LIST}: export.analysis "
             "cannot tell which ops XNNPACK takes (pin ai-edge-litert to a release that has it)"
         ) from err
 

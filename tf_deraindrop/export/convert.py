@@ -189,7 +189,7 @@ def pack(tree) -> bytes:
 
 
 def add_metadata(model: bytes, name: str, value: bytes) -> bytes:
-    """`model` with a metadata entry `name` holding `value` (`tf_deraindrop.inference.tflite.read_metadata`)."""
+    """`model` with a metadata entry `name` holding `value` (`inference.tflite.read_metadata`)."""
     from ai_edge_litert import schema_py_generated as schema
 
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
@@ -241,7 +241,7 @@ def convert(
         if representative is not None:
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # Else the graph holds fake-quant nodes with fixed ranges (tf_deraindrop.export.int8.calibrate):
+        # Else the graph holds fake-quant nodes with fixed ranges (export.int8.calibrate):
         # the converter takes it as quantization-aware trained, and refuses the
         # int8-only op set without a dataset, so `float_ops` checks the result.
         if uint8_io:

@@ -230,7 +230,7 @@ def _source(
     qat_range_lr,
     equalize,
 ):
-    """What to convert, and the int8 representative dataset (`tf_deraindrop.export.int8.pipeline`) or None.
+    """What to convert, and the int8 representative dataset (`export.int8.pipeline`) or None.
 
     Adds the int8 calibration's summary to `images.summary`.
     """

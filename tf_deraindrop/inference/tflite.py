@@ -327,7 +327,7 @@ class LiteDerainer:
             raise ValueError(
                 f"{self.path}: carrying the ConvLSTM state needs frames of exactly the export "
                 f"size {h}x{w}, got {image.shape[0]}x{image.shape[1]}; export the model at the "
-                "video's size (tf_deraindrop.export.tflite --height/--width) or derain without carrying the "
+                "video's size (deraindrop export --height/--width) or derain without carrying the "
                 "state (tiles, any size)"
             )
         feeds = {INPUT: self._image_feed(image)}

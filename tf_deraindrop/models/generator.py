@@ -177,7 +177,7 @@ class Generator(keras.Model):
         return [side_quarter, side_half, x]
 
     def call(self, inputs, training=None):
-        # Mirror any change here in export/graph.py (DeployGraph, tests/test_export_graph.py).
+        # Mirror any change here in export/graph.py (DeployGraph, tests/export/test_graph.py).
         image = ops.cast(inputs, self.compute_dtype)
         maps = self.attention_maps(image)
         outputs = self.autoencoder(image, maps[-1])

@@ -160,7 +160,7 @@ class AttentiveGAN(keras.Model):
         # would otherwise pull a batch at the start of every fit() under a
         # strategy and reduce it eagerly, which MultiWorkerMirroredStrategy
         # cannot do. Keras has no public hook for this: this overrides a
-        # private method, and tests/test_package.py fails loudly if it disappears.
+        # private method, and test_keras_registration.py fails loudly if it disappears.
         if not self.built:
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 

@@ -1,4 +1,4 @@
-"""The frozen export graph's edits for quantization-aware fine-tuning (`tf_deraindrop.export.int8.qat`).
+"""The frozen export graph's edits for quantization-aware fine-tuning (`export.int8.qat`).
 
 The weights to train (`weight_groups`: the constants of the convolutions,
 tied by content), what int8 does to them (`fake_quant_kernel`) and to the

@@ -1,4 +1,4 @@
-"""One step of quantization-aware fine-tuning (`tf_deraindrop.export.int8.qat`): the graph, its loss, Adam.
+"""One step of quantization-aware fine-tuning (`export.int8.qat`): the graph, its loss, Adam.
 
 `Int8Training` holds the export graph at the crop size with its weights
 (and a scale of each activation range) as variables, runs the float graph
@@ -37,7 +37,7 @@ class Adam:
         import tensorflow as tf
 
         self.variables = variables
-        #: A variable: `tf_deraindrop.export.int8.qat.fine_tune` lowers it over the steps (cosine decay).
+        #: A variable: `qat.fine_tune` lowers it over the steps (cosine decay).
         self.lr = tf.Variable(float(learning_rate), trainable=False)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
@@ -65,7 +65,7 @@ class Int8Training:
         ranges: tensor name to `(min, max)`, the export size's.
         batch: crops per step.
         learning_rate: Adam's step.
-        feature_weight: weight of the quantized tensors' loss (`tf_deraindrop.export.int8.qat.fine_tune`).
+        feature_weight: weight of the quantized tensors' loss (`qat.fine_tune`).
         start: the int8 side's starting weights (`train` with corrected
             biases); `train` itself stays the float target.
         range_learning_rate: Adam's step for the log of each range's scale

@@ -116,7 +116,7 @@ def stream_ranges(
 
     Returns:
         `(values, recorded)`: tensor name to `(min, max)`, the sigmoid and
-        tanh inputs and the ReLU'd sums' addends clipped (`tf_deraindrop.export.int8.limits`), and the
+        tanh inputs and the ReLU'd sums' addends clipped (`export.int8.limits`), and the
         `Ranges` of the chain (its time and precision).
     """
     from tf_deraindrop.export.int8.limits import relu_sum_ranges, saturated_ranges

@@ -1,4 +1,4 @@
-"""Channel equalization (tf_deraindrop.export.int8.equalization) on a random-weight generator at 32 x 48.
+"""Channel equalization (`export.int8.equalization`) on a random-weight generator at 32 x 48.
 
 The equalized graph computes what the original computes, its channels'
 extents are closer together, the ranges measured in the same pass are
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.export_helpers import int8_tflite
+from tests.helpers.export import int8_tflite
 from tf_deraindrop.export.int8 import calibrate, fake_quant
 from tf_deraindrop.export.int8 import ranges as int8_ranges
 from tf_deraindrop.export.int8.equalization import DEFAULT_FLOOR, equalized_ranges, scaling_groups

@@ -55,7 +55,7 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
 
 
 def test_images_and_a_video_in_one_folder(tmp_path, generator_file, capsys):
-    from tests.video_helpers import decode, make_video
+    from tests.helpers.video import decode, make_video
 
     rng = np.random.default_rng(3)
     folder = tmp_path / "in"

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from tests.train_helpers import CROP, REPO, env, make_pairs, train_command
+from tests.helpers.train import CROP, REPO, env, make_pairs, train_command
 
 TWO_CPUS = textwrap.dedent(
     """

@@ -9,7 +9,7 @@ import sys
 import keras
 import pytest
 
-from tests.train_helpers import REPO, env
+from tests.helpers.train import REPO, env
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""int8 calibration in TensorFlow (tf_deraindrop.export.int8.calibrate) against the TFLite converter's calibrator.
+"""int8 calibration in TensorFlow (`export.int8.calibrate`) against the TFLite converter's calibrator.
 
 At 32 x 48, on a generator with He-initialised random weights: the ranges
 measured in TensorFlow equal the ones the converter's calibrator logs, the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.export_helpers import int8_tflite, run_frozen
+from tests.helpers.export import int8_tflite, run_frozen
 from tf_deraindrop.cli import export as export_cli
 from tf_deraindrop.export.convert import (
     convert,

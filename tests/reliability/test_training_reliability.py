@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from tests.train_helpers import REPO, env, make_pairs, small_run_flags, train_command
+from tests.helpers.train import REPO, env, make_pairs, small_run_flags, train_command
 from tf_deraindrop.cli import train as train_module
 from tf_deraindrop.data import DatasetWarning
 from tf_deraindrop.training.checkpoints import existing_checkpoints

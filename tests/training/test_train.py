@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.train_helpers import (
+from tests.helpers.train import (
     CROP,
     kill_at_first_checkpoint,
     make_pairs,

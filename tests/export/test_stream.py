@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_lite_generator import _lite, _randomize
+from tests.models.test_lite_generator import _lite, _randomize
 
 H, W = 32, 48
 FRAMES = 5
@@ -230,7 +230,7 @@ def test_fine_tuned_weights_carry_over_to_another_graph_of_the_model(student):
     channel equalization, which this student has no group for)."""
     import tensorflow as tf
 
-    from tests.export_helpers import run_frozen
+    from tests.helpers.export import run_frozen
     from tf_deraindrop.export.frozen import FrozenGraph, freeze
     from tf_deraindrop.export.int8.qat import fine_tune
     from tf_deraindrop.export.int8.qat_graph import with_trained_weights
@@ -269,7 +269,7 @@ def test_fine_tuned_int8_export_streams(student, exported):
 
 def test_predict_carry_state_on_a_video(exported, tmp_path, capsys):
     """`predict --carry-state`: each video from the zero state, frames as `LiteDerainer.stream`."""
-    from tests.video_helpers import decode, make_video
+    from tests.helpers.video import decode, make_video
     from tf_deraindrop.cli.predict import main
     from tf_deraindrop.inference.tflite import LiteDerainer
 

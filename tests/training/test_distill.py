@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.train_helpers import REPO, env, make_pairs, read_events
+from tests.helpers.train import REPO, env, make_pairs, read_events
 
 STEPS = 8
 CROP = 32
@@ -342,7 +342,7 @@ def test_resume_after_kill_9_matches_the_uninterrupted_run(
 
 
 def test_rainy_images_and_a_video_with_a_cached_teacher(generator_file, tmp_path):
-    from tests.video_helpers import make_video
+    from tests.helpers.video import make_video
     from tf_deraindrop.cli import distill
     from tf_deraindrop.utils.images import read_image, write_image
 

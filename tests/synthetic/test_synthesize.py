@@ -109,7 +109,7 @@ def test_bad_arguments():
 
 
 def test_clean_dir_with_a_video_takes_a_frame_every_n_seconds(tmp_path, capsys):
-    from tests.video_helpers import decode, make_video
+    from tests.helpers.video import decode, make_video
     from tf_deraindrop.utils.images import to_float_rgb
 
     photos = tmp_path / "photos"

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.export_helpers import run_cli
+from tests.helpers.export import run_cli
 from tf_deraindrop.cli import benchmark as benchmark_cli
 from tf_deraindrop.cli import export as export_cli
 from tf_deraindrop.export import tflite

@@ -1,4 +1,4 @@
-"""`tf_deraindrop.export.graph.DeployGraph` computes what `Generator` computes (no TFLite conversion: fast).
+"""`export.graph.DeployGraph` computes what `Generator` computes (no TFLite conversion: fast).
 
 Random He-scaled weights and non-zero biases, so that every kernel split,
 bias and the sub-pixel upsampling count in the comparison.

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from tests.video_helpers import decode, make_video
+from tests.helpers.video import decode, make_video
 from tf_deraindrop.cli import frames as frames_cli
 from tf_deraindrop.utils.images import read_image, to_float_rgb
 

@@ -8,7 +8,7 @@ from tf_deraindrop.cli import export as export_cli
 
 
 def int8_tflite(graph, folder: Path, name: str, height: int, width: int) -> Path:
-    """Converts a fixed-range graph (`tf_deraindrop.export.int8.calibrate`, `tf_deraindrop.export.int8.qat`) to `folder / name`.
+    """Converts a fixed-range graph (`export.int8.calibrate` or `.qat`) to `folder / name`.
 
     Asserts that every op is int8 and that XNNPACK runs the whole model.
     """

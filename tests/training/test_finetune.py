@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.train_helpers import (
+from tests.helpers.train import (
     kill_at_first_checkpoint,
     make_pairs,
     small_run_flags,

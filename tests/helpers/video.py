@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -130,3 +131,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images (inf when equal)."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def same_audio(ours, source) -> None:
+    """The same audio packets, byte for byte, at the same times (to Matroska's 1 ms)."""
+    packets, times = audio_packets(ours)
+    expected, expected_times = audio_packets(source)
+    assert packets == expected
+    np.testing.assert_allclose(times, expected_times, atol=1.5e-3)
+
+
+def hidden_files(folder) -> list[str]:
+    return [name for name in os.listdir(folder) if name.startswith(".")]

@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning (tf_deraindrop.export.int8.qat) and `tf_deraindrop.export.tflite --qat-steps`.
+"""Quantization-aware fine-tuning (`export.int8.qat`) and `deraindrop export --qat-steps`.
 
 A few steps on a small generator at 32 x 48: the graph still converts to a
 valid int8 model that XNNPACK runs in one partition, the fine-tuning
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.export_helpers import int8_tflite, run_cli, run_frozen
+from tests.helpers.export import int8_tflite, run_cli, run_frozen
 from tf_deraindrop.cli import export as export_cli
 from tf_deraindrop.export.int8 import qat, qat_training
 from tf_deraindrop.export.samples import synthetic_images
