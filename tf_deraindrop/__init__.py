@@ -5,8 +5,8 @@ losses), so that `keras.models.load_model("generator.keras")` finds them.
 
 Example:
     >>> import tf_deraindrop
-    >>> generator = tf_deraindrop.import_official_checkpoint("gen.pkl")  # doctest: +SKIP
-    >>> clean = tf_deraindrop.derain(generator, rainy_uint8_rgb)  # doctest: +SKIP
+    >>> derainer = tf_deraindrop.load_derainer("gen.pkl")  # or .keras, .tflite  # doctest: +SKIP
+    >>> clean = derainer.derain(rainy_uint8_rgb)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,16 +20,20 @@ __version__ = "0.1.0"
 __all__ = [
     "Discriminator",
     "Generator",
+    "LiteGenerator",
     "derain",
     "import_official_checkpoint",
+    "load_derainer",
     "load_generator",
 ]
 
 _LAZY = {
     "Discriminator": "tf_deraindrop.models",
     "Generator": "tf_deraindrop.models",
+    "LiteGenerator": "tf_deraindrop.models",
     "derain": "tf_deraindrop.inference.keras",
-    "load_generator": "tf_deraindrop.inference.keras",
+    "load_derainer": "tf_deraindrop.inference.loading",
+    "load_generator": "tf_deraindrop.inference.loading",
     "import_official_checkpoint": "tf_deraindrop.official.checkpoint",
 }
 

@@ -1,4 +1,4 @@
-"""int8 calibration in TensorFlow (`export.int8.calibrate`) against the TFLite converter's calibrator.
+"""int8 calibration in TensorFlow (`int8.calibrate`) against the TFLite converter's calibrator.
 
 At 32 x 48, on a generator with He-initialised random weights: the ranges
 measured in TensorFlow equal the ones the converter's calibrator logs, the

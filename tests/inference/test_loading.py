@@ -75,3 +75,32 @@ def test_float32_generator_copies_a_mixed_precision_generator():
         keras.ops.convert_to_numpy(twin(image)["outputs"][-1]),
         keras.ops.convert_to_numpy(same(image)["outputs"][-1]),
     )
+
+
+def test_load_derainer_gives_one_interface_for_keras_and_tflite(tmp_path):
+    import numpy as np
+
+    import tf_deraindrop
+    from tf_deraindrop.export.tflite import export_tflite
+    from tf_deraindrop.models import LiteGenerator
+
+    model = LiteGenerator()
+    model.build((None, None, None, 3))
+    keras_path = str(tmp_path / "student.keras")
+    model.save(keras_path)
+    lite_path = str(tmp_path / "student.tflite")
+    export_tflite(model, lite_path, 32, 48, verify_model=False, progress=False, log=lambda _: None)
+    image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    keras_derainer = tf_deraindrop.load_derainer(keras_path, precision="float32")
+    lite_derainer = tf_deraindrop.load_derainer(lite_path)
+    assert keras_derainer.engine.startswith("Keras, float32")
+    assert lite_derainer.engine.startswith("LiteRT, float .tflite")
+    ours = keras_derainer.derain(image)
+    theirs = lite_derainer.derain(image)
+    assert ours.shape == theirs.shape == image.shape and ours.dtype == np.uint8
+    # The same network: the float .tflite stays within a pixel level or two of Keras.
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 2
+    with pytest.raises(WeightsError, match="bfloat16: .*student.tflite"):
+        tf_deraindrop.load_derainer(lite_path, precision="bfloat16")
+    with pytest.raises(WeightsError, match="not found: .*missing.keras"):
+        tf_deraindrop.load_derainer(str(tmp_path / "missing.keras"))
