@@ -27,7 +27,7 @@ _COMMON: dict[str, Any] = {
     "glass_tilt": (-8.0, 8.0),  # degrees; positive: top of the glass leans towards the camera
     "focus_distance": (6.0, 20.0),  # metres
     "contact_angle": (35.0, 65.0),  # degrees, water on glass
-    "size_exponent": 1.8,  # drop radii p(a) ~ a**-exponent
+    "size_exponent": 2.6,  # drop radii p(a) ~ a**-exponent
     "irregularity": (0.05, 0.2),  # outline wobble
     "merge_prob": 0.25,
     "streak_prob": 0.15,
@@ -35,8 +35,8 @@ _COMMON: dict[str, Any] = {
     "trail_prob": 0.5,  # share of streaks that leave a trail
     "trail_length": (2.0, 6.0),  # in drop radii
     "scene_blur": (0.004, 0.01),  # blur of the view through a drop, fraction of the short side
-    "haze": (0.1, 0.3),  # share of scattered ambient light in a drop (dirty water is milky)
-    "sky_luminance": (0.5, 0.9),  # linear luminance of the sky the drops gather
+    "haze": (0.03, 0.15),  # share of scattered ambient light in a drop (dirty water is milky)
+    "sky_luminance": (0.6, 1.0),  # linear luminance of the sky the drops gather
     "ground_gain": (0.6, 1.0),  # ground below the frame, relative to the bottom rows
     "transmission": 0.95,  # two water-air faces (Fresnel)
     "tir_level": 0.15,  # totally reflected rim, relative to the ambient light
@@ -56,8 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "focal_length": (24.0, 40.0),
         "sensor_width": 23.5,
         "f_number": (6.0, 11.0),
-        "drop_radius": (0.4, 4.0),  # mm on the glass
-        "coverage": (0.12, 0.3),
+        "drop_radius": (0.4, 3.5),  # mm on the glass
+        "coverage": (0.12, 0.28),
     },
     "dashcam": {
         **_COMMON,
