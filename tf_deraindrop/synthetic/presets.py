@@ -62,8 +62,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "dashcam": {
         **_COMMON,
         "glass_distance": (0.03, 0.08),
-        "glass_tilt": (50.0, 62.0),
-        "focal_length": (2.8, 4.0),
+        "glass_tilt": (40.0, 52.0),
+        "focal_length": (3.2, 4.0),
         "sensor_width": 5.6,
         "f_number": (1.6, 2.2),
         "focus_distance": (10.0, 30.0),
