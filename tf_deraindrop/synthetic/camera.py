@@ -127,8 +127,8 @@ def pipeline(linear: np.ndarray, rng: np.random.Generator, look: dict[str, float
     if noise > 0:
         # Shot noise grows with the signal, read noise does not.
         std = np.sqrt(np.maximum(out, 0.0) * noise * 0.5 + noise * noise)
-        out = out + std * rng.standard_normal(out.shape)
-    srgb = linear_to_srgb(out).astype(np.float32)
+        out = out + std * rng.standard_normal(out.shape, dtype=np.float32)
+    srgb = linear_to_srgb(out.astype(np.float32)).astype(np.float32)
     quality = int(look["jpeg_quality"])
     if quality > 0:
         buffer = io.BytesIO()

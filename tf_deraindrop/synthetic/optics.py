@@ -129,8 +129,9 @@ def trace_drops(geo: Geometry, height: np.ndarray, box: tuple[slice, slice]):
         box: the rows/cols to trace.
 
     Returns:
-        `(directions, tir)`: outgoing unit rays `(h, w, 3)`, and where the
-        exit face reflects totally (the light comes from inside the car/room).
+        `(directions, tir, wet)`: outgoing unit rays `(n, 3)` and where the
+        exit face reflects totally (the light comes from inside the car/room),
+        for the `n` wet pixels of the bool map `wet` `(h, w)` of the box.
     """
     h = height[box]
     gx, gy = geo.glass_xy[0][box], geo.glass_xy[1][box]
@@ -140,26 +141,29 @@ def trace_drops(geo: Geometry, height: np.ndarray, box: tuple[slice, slice]):
     gy_r, gy_c = np.gradient(gy)
     det = gx_c * gy_r - gx_r * gy_c
     det = np.where(np.abs(det) < 1e-18, 1e-18, det)
-    hx = (dh_c * gy_r - dh_r * gy_c) / det
-    hy = (dh_r * gx_c - dh_c * gx_r) / det
+    wet = h > 0
+    det = det[wet]
+    hx = (dh_c[wet] * gy_r[wet] - dh_r[wet] * gy_c[wet]) / det
+    hy = (dh_r[wet] * gx_c[wet] - dh_c[wet] * gx_r[wet]) / det
     n = geo.normal
     down = np.array([0.0, n[2], -n[1]])
     across = np.array([1.0, 0.0, 0.0])
-    surface = n[None, None, :] - hx[..., None] * across - hy[..., None] * down
+    surface = n[None, :] - hx[:, None] * across - hy[:, None] * down
     surface /= np.linalg.norm(surface, axis=-1, keepdims=True)
-    rays = geo.rays[box]
-    inside, _ = _refract(rays, -n[None, None, :], 1.0 / WATER_INDEX)
+    rays = geo.rays[box][wet]
+    inside, _ = _refract(rays, -n[None, :], 1.0 / WATER_INDEX)
     out, tir = _refract(inside, -surface, WATER_INDEX)
-    return out, tir
+    return out, tir, wet
 
 
-def directions_to_pixels(geo: Geometry, directions: np.ndarray, box: tuple[slice, slice]):
-    """Where the scene seen along `directions` (from the glass points of `box`) is imaged.
+def directions_to_pixels(geo: Geometry, directions: np.ndarray, box: tuple[slice, slice], wet):
+    """Where the scene seen along `directions` (from the `wet` glass points of `box`) is imaged.
 
     Returns `(rows, cols, forward)`: image coordinates (floats, possibly off
     the frame) and where the ray goes forwards at all.
     """
-    points = geo.rays[box] * (geo.glass_z[box] / geo.rays[box][..., 2])[..., None]
+    rays = geo.rays[box][wet]
+    points = rays * (geo.glass_z[box][wet] / rays[..., 2])[..., None]
     dz = directions[..., 2]
     forward = dz > 0.05
     s = (geo.focus_m - points[..., 2]) / np.where(forward, dz, 1.0)
@@ -202,22 +206,23 @@ def defocus(layer: np.ndarray, radius_map: np.ndarray, levels: int = 4) -> np.nd
     work = layer
     if scale == 2:
         h2, w2 = height // 2 * 2, width // 2 * 2
-        small = layer[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2, -1).mean(axis=(1, 3))
-        work = small
+        work = layer[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2, -1).mean(axis=(1, 3))
     radii = np.linspace(lo, hi, levels) if hi > lo * 1.1 + 0.5 else np.array([0.5 * (lo + hi)])
     blurred = [_blur_level(work, r / scale) for r in radii]
-    if scale == 2:
-        zoom = (height / work.shape[0], width / work.shape[1], 1)
-        blurred = [ndimage.zoom(b, zoom, order=1, mode="nearest", grid_mode=True) for b in blurred]
-        blurred = [b[:height, :width] for b in blurred]
     if len(radii) == 1:
-        return blurred[0]
-    pos = np.clip((radius_map - lo) / (hi - lo) * (len(radii) - 1), 0, len(radii) - 1 - 1e-6)
-    index = pos.astype(int)
-    frac = (pos - index)[..., None]
-    out = np.zeros_like(blurred[0])
-    for i, b in enumerate(blurred):
-        weight = np.where(index[..., None] == i, 1.0 - frac, 0.0)
-        weight = weight + np.where(index[..., None] == i - 1, frac, 0.0)
-        out += weight * b
+        out = blurred[0]
+    else:
+        small_map = radius_map
+        if scale == 2:
+            small_map = radius_map[: work.shape[0] * 2 : 2, : work.shape[1] * 2 : 2]
+        pos = np.clip((small_map - lo) / (hi - lo) * (len(radii) - 1), 0, len(radii) - 1 - 1e-6)
+        index = pos.astype(int)[..., None]
+        frac = (pos - pos.astype(int))[..., None]
+        out = np.zeros_like(blurred[0])
+        for i, b in enumerate(blurred):
+            out += (np.where(index == i, 1.0 - frac, 0.0) + np.where(index == i - 1, frac, 0.0)) * b
+    if scale == 2:
+        # One upsampling of the blended result (it is smooth: bilinear is enough).
+        zoom = (height / work.shape[0], width / work.shape[1], 1)
+        out = ndimage.zoom(out, zoom, order=1, mode="nearest", grid_mode=True)[:height, :width]
     return out

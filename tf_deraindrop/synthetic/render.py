@@ -112,10 +112,11 @@ def _scene(linear: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
     return ndimage.gaussian_filter(linear, (sigma, sigma, 0), mode="nearest"), 1.0
 
 
-def _drop_colour(rng, p, geo, linear, heights, box, env) -> np.ndarray:
-    """Linear colour of every pixel of `box` as seen through the water."""
-    directions, tir = optics.trace_drops(geo, heights, box)
-    rows, cols, forward = optics.directions_to_pixels(geo, directions, box)
+def _drop_colour(rng, p, geo, linear, heights, box, env):
+    """Linear colour `(n, 3)` of the `n` wet pixels of `box` seen through the water, and
+    the bool map of those pixels in the box."""
+    directions, tir, wet = optics.trace_drops(geo, heights, box)
+    rows, cols, forward = optics.directions_to_pixels(geo, directions, box, wet)
     scene, scale = _scene(linear, drops.draw(rng, p["scene_blur"]) * min(linear.shape[:2]))
     coords = [(rows - (scale - 1) / 2) / scale, (cols - (scale - 1) / 2) / scale]
     seen = np.stack(
@@ -130,7 +131,7 @@ def _drop_colour(rng, p, geo, linear, heights, box, env) -> np.ndarray:
     haze = drops.draw(rng, p["haze"])
     colour = (1 - haze) * colour + haze * env.ambient
     colour = np.where(tir[..., None], float(p["tir_level"]) * env.ambient, colour)
-    return colour * float(p["transmission"])
+    return colour * float(p["transmission"]), wet
 
 
 def _composite(rng, p, geo: optics.Geometry, linear: np.ndarray, heights: np.ndarray):
@@ -146,13 +147,14 @@ def _composite(rng, p, geo: optics.Geometry, linear: np.ndarray, heights: np.nda
         sky=drops.draw(rng, p["sky_luminance"]),
         ground=drops.draw(rng, p["ground_gain"]),
     )
-    layer = np.zeros(heights.shape + (4,))
+    layer = np.zeros(heights.shape + (4,), dtype=np.float32)
     # One pixel of anti-aliasing at the rim: the height there is ~tan(theta) px.
     rim = geo.metres_per_px() * math.tan(math.radians(np.mean(drops.span(p["contact_angle"]))))
     alpha = np.clip(heights[box] / rim, 0.0, 1.0)
-    layer[box + (slice(0, 3),)] = (
-        _drop_colour(rng, p, geo, linear, heights, box, env) * alpha[..., None]
-    )
+    colour, wet = _drop_colour(rng, p, geo, linear, heights, box, env)
+    rgb = np.zeros(alpha.shape + (3,), dtype=np.float32)
+    rgb[wet] = colour * alpha[wet][:, None]
+    layer[box + (slice(0, 3),)] = rgb
     layer[box + (3,)] = alpha
     blurred = optics.defocus(layer, geo.blur_radius_px())
     coverage = np.clip(blurred[..., 3], 0.0, 1.0)
@@ -202,7 +204,8 @@ def render_raindrops(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     geo = _geometry(rng, p, height, width)
     heights, count = _place_drops(rng, p, geo)
-    linear, coverage = _composite(rng, p, geo, camera.srgb_to_linear(image), heights)
+    linear = camera.srgb_to_linear(image).astype(np.float32)
+    linear, coverage = _composite(rng, p, geo, linear, heights)
     look = camera.draw_camera_look(rng, p, drops.draw)
     rainy = camera.pipeline(linear, rng, look)
     mask = coverage >= float(p["mask_alpha"])
