@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from tf_deraindrop.video.frame_model import FrameModel
+
 #: Generator files the app offers from `--models-dir`.
 MODEL_SUFFIXES = (".keras", ".weights.h5", ".pkl", ".tflite")
 
@@ -267,7 +269,7 @@ def derain_photo(path: str | os.PathLike, derainer, output_dir: str | os.PathLik
     )
 
 
-class _Watched:
+class _Watched(FrameModel):
     """A video's model that reports frames done and stops when its job is cancelled.
 
     `derain_video` calls the model on its own (calling) thread, so the

@@ -77,7 +77,8 @@ def build_page(config: PageConfig, derainers: Derainers | None = None) -> gr.Blo
         value = current if current in found else (found[0] if found else None)
         return gr.update(choices=[_model_label(p) for p in found], value=value)
 
-    def derain(upload, model, precision, threads, request: gr.Request, progress=gr.Progress()):
+    # Gradio fills `progress` in through its default: its documented idiom.
+    def derain(upload, model, precision, threads, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         hidden = gr.update(visible=False)
         try:
             kind = check_upload(upload, config.max_upload_mb)
