@@ -48,12 +48,14 @@ class PageConfig:
         models_dir: `--models-dir`, read again each time the page loads, or None.
         max_upload_mb: the largest upload taken, in MB.
         workdir: the app's temporary folder (outputs go in folders under it).
+        precision: the precision first chosen on the page.
     """
 
     weights: str | None
     models_dir: str | None
     max_upload_mb: float
     workdir: str
+    precision: str = "auto"
 
 
 def _model_label(path: str) -> tuple[str, str]:
@@ -139,7 +141,7 @@ def build_page(config: PageConfig, derainers: Derainers | None = None) -> gr.Blo
                     elem_id="model",
                 )
                 precision = gr.Radio(
-                    list(PRECISIONS), value="auto", label="Precision (Keras models)"
+                    list(PRECISIONS), value=config.precision, label="Precision (Keras models)"
                 )
                 threads = gr.Number(
                     value=0, precision=0, minimum=0, label="Threads (.tflite models; 0: default)"

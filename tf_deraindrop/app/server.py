@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from typing import Any
 
 
@@ -18,12 +19,23 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _preload(derainers, weights: str, precision: str) -> None:
+    from tf_deraindrop.app.handlers import ModelError
+
+    try:
+        derainers.get(weights, precision, None)
+    except ModelError as err:
+        # The page says it again when the model is asked for.
+        print(f"error: {err}", flush=True)
+
+
 def launch(
     weights: str | None,
     models_dir: str | None,
     host: str = "127.0.0.1",
     port: int = 7860,
     max_upload_mb: float = 200.0,
+    precision: str = "auto",
     derain_options: dict | None = None,
 ) -> None:
     """Serves the page until interrupted, then removes the uploads and results.
@@ -34,6 +46,7 @@ def launch(
         host: the address to listen on (127.0.0.1: this computer only).
         port: the TCP port.
         max_upload_mb: the largest upload taken, in MB.
+        precision: the page's first choice of precision.
         derain_options: passed to every Keras model's load (`max_pixels`).
     """
     workdir = tempfile.mkdtemp(prefix="deraindrop-app-")
@@ -47,8 +60,14 @@ def launch(
         from tf_deraindrop.app.handlers import Derainers
         from tf_deraindrop.app.page import PageConfig, build_page
 
-        config = PageConfig(weights, models_dir, max_upload_mb, workdir)
-        page = build_page(config, Derainers(**(derain_options or {})))
+        config = PageConfig(weights, models_dir, max_upload_mb, workdir, precision)
+        derainers = Derainers(**(derain_options or {}))
+        page = build_page(config, derainers)
+        if weights:
+            # Loaded while the page opens, so that the first upload does not wait for it.
+            threading.Thread(
+                target=_preload, args=(derainers, weights, precision), daemon=True
+            ).start()
         print(f"Uploads and results go to {workdir} (removed when the app stops)", flush=True)
         page.queue().launch(
             server_name=host,

@@ -21,7 +21,12 @@ import importlib.util
 import os
 import sys
 
-from tf_deraindrop.cli.args import add_max_pixels_argument, fail, max_pixels_kwargs
+from tf_deraindrop.cli.args import (
+    add_max_pixels_argument,
+    add_precision_argument,
+    fail,
+    max_pixels_kwargs,
+)
 
 
 def _positive_mb(text: str) -> float:
@@ -62,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="largest photo or video taken, in MB (default: 200)",
     )
+    add_precision_argument(parser, scope="the page's first choice for Keras models: ")
     add_max_pixels_argument(parser)
     return parser
 
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         max_upload_mb=args.max_upload_mb,
+        precision=args.precision,
         derain_options=max_pixels_kwargs(args.max_pixels),
     )
     return 0
