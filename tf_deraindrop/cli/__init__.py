@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "check and index a Raindrop-layout dataset, compute masks"),
     "synthesize": ("synthesize", "render synthetic raindrops over clean photos or video frames"),
     "frames": ("frames", "extract frames from a video as images"),
+    "app": ("app", "a local web page that derains uploaded photos and videos"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Tests of `deraindrop app` (a package so that they import `tests.video_helpers`)."""
