@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tf_deraindrop.cli import predict
+from tf_deraindrop.utils.visualize import attention_heatmap
 
 SIZE = (37, 45)
 
@@ -51,7 +52,7 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     expected, attention = derain(generator, read_image(folder / "b.png"), return_attention=True)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "b.png")), expected)
     heat = np.asarray(Image.open(out / "b_attention.png"))
-    np.testing.assert_array_equal(heat, predict.attention_heatmap(attention))
+    np.testing.assert_array_equal(heat, attention_heatmap(attention))
 
 
 def test_images_and_a_video_in_one_folder(tmp_path, generator_file, capsys):
@@ -89,16 +90,16 @@ def test_images_and_a_video_in_one_folder(tmp_path, generator_file, capsys):
 
 def test_heatmap_scale():
     ramp = np.linspace(-0.5, 1.5, 41)[None, :]
-    heat = predict.attention_heatmap(ramp).astype(float)
+    heat = attention_heatmap(ramp).astype(float)
     brightness = heat @ [0.299, 0.587, 0.114]
     inside = (ramp[0] >= 0) & (ramp[0] <= 1)
     assert np.all(np.diff(brightness[0, inside]) > 0)  # brighter with more attention
     # Values outside [0, 1] are clipped to the ends of the scale.
     np.testing.assert_array_equal(heat[0, 0], heat[0, np.argmax(inside)])
     np.testing.assert_array_equal(heat[0, -1], heat[0, np.nonzero(inside)[0][-1]])
-    assert predict.attention_heatmap(np.zeros((4, 5, 1))).shape == (4, 5, 3)
+    assert attention_heatmap(np.zeros((4, 5, 1))).shape == (4, 5, 3)
     with pytest.raises(ValueError, match="attention map"):
-        predict.attention_heatmap(np.zeros((2, 4, 5)))
+        attention_heatmap(np.zeros((2, 4, 5)))
 
 
 def test_input_errors_come_before_loading_weights(tmp_path, capsys):

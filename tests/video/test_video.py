@@ -31,6 +31,7 @@ from tests.helpers.video import (
     same_audio,
 )
 from tf_deraindrop.cli import predict
+from tf_deraindrop.utils.visualize import attention_heatmap
 from tf_deraindrop.video import (
     FrameModel,
     OutputExistsError,
@@ -98,7 +99,7 @@ def test_cli_keeps_frames_timing_rotation_audio_and_quality(
     assert min(psnr(p[:, -128:], e) for p, e in zip(pairs, expected)) >= 35
     heat, _ = decode(out / "drive_attention.mp4")
     assert len(heat) == 24
-    assert min(psnr(h, predict.attention_heatmap(m)) for h, m in zip(heat, maps)) >= 30
+    assert min(psnr(h, attention_heatmap(m)) for h, m in zip(heat, maps)) >= 30
 
 
 def test_lossless_codec_with_batches_equals_derain(clips, generator, reference, tmp_path):

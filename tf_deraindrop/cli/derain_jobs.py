@@ -1,14 +1,14 @@
-"""Deraining planned jobs (`tf_deraindrop.cli.jobs`): the model, each image's files, each video.
+"""Deraining planned jobs (`tf_deraindrop.cli.jobs`): each image's files, each video.
 
-The model is a Keras generator (run by `tf_deraindrop.derain`) or a `.tflite`
-export (run by `LiteDerainer`); both write the same outputs. One bad input is
+The derainer comes from `tf_deraindrop.inference.loading.load_derainer` (a
+Keras generator or a `.tflite` export); both write the same outputs. One bad input is
 reported and skipped so that it does not lose the rest of a folder; a write
 error (a full disk) stops the run, since every later write would fail too.
 
 Example:
-    >>> model = load_model("generator.keras")  # doctest: +SKIP
-    >>> failed = predict_files(model, image_jobs)  # doctest: +SKIP
-    >>> failures = predict_videos(model, video_jobs, {"codec": "libx264"})  # doctest: +SKIP
+    >>> derainer = load_derainer("generator.keras")  # doctest: +SKIP
+    >>> failed = predict_files(derainer, image_jobs)  # doctest: +SKIP
+    >>> failures = predict_videos(derainer, video_jobs, {"codec": "libx264"})  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,23 +19,7 @@ from collections.abc import Sequence
 from tf_deraindrop.cli.jobs import Job
 
 
-def _image_derainer(model, derain_options: dict):
-    """`f(image, return_attention) -> derained or (derained, attention)` for any engine."""
-    if hasattr(model, "derain") and not hasattr(model, "predict_on_batch"):
-        return lambda image, attention: model.derain(image, return_attention=attention)
-    from tf_deraindrop.inference.keras import derain
-
-    return lambda image, attention: derain(
-        model, image, return_attention=attention, **derain_options
-    )
-
-
-def predict_files(
-    generator,
-    jobs: Sequence[Job],
-    progress: bool = True,
-    derain_options: dict | None = None,
-) -> list[tuple[str, str]]:
+def predict_files(derainer, jobs: Sequence[Job], progress: bool = True) -> list[tuple[str, str]]:
     """Derains each image job into its outputs; returns `(path, reason)` of the ones that failed.
 
     An unreadable image is reported and skipped so that one bad file does not
@@ -49,7 +33,6 @@ def predict_files(
     from tf_deraindrop.utils.images import ImageReadError, read_image, to_uint8, write_image
     from tf_deraindrop.utils.visualize import attention_heatmap, side_by_side
 
-    run = _image_derainer(generator, derain_options or {})
     failed = []
     for job in tqdm(jobs, desc="derain", unit="image", disable=not progress, file=sys.stderr):
         try:
@@ -58,10 +41,10 @@ def predict_files(
             failed.append((job.path, str(err)))
             continue
         if "attention" in job.outputs:
-            derained, attention = run(image, True)
+            derained, attention = derainer.derain(image, return_attention=True)
             write_image(job.outputs["attention"], attention_heatmap(attention))
         else:
-            derained = run(image, False)
+            derained = derainer.derain(image)
         if "compare" in job.outputs:
             write_image(job.outputs["compare"], side_by_side([to_uint8(image), derained]))
         write_image(job.outputs["output"], derained)
@@ -75,7 +58,7 @@ def predict_videos(model, jobs: Sequence[Job], options: dict) -> int:
     a write error the remaining videos are not tried and count as failed.
 
     Args:
-        model: a Keras generator or a `LiteDerainer`.
+        model: a derainer (`load_derainer`), a Keras generator or a `LiteDerainer`.
         jobs: the video jobs.
         options: `tf_deraindrop.video.derain_video` keyword arguments other
             than the paths (`codec`, `crf`, `start`, `overwrite`, ...).

@@ -181,12 +181,6 @@ def plan_jobs(
     return jobs
 
 
-def attention_name(output: str) -> str:
-    """`DIR/photo.png` -> `DIR/photo_attention.png`."""
-    base, ext = os.path.splitext(output)
-    return f"{base}_attention{ext or '.png'}"
-
-
 def check_video_options(
     videos: Sequence[object],
     codec: str | None = None,

@@ -41,15 +41,10 @@ from tf_deraindrop.cli.derain_jobs import predict_files, predict_videos
 from tf_deraindrop.cli.jobs import (
     InputError,
     Job,
-    attention_name,  # noqa: F401  (importable from here, as before it moved)
     check_video_options,
     collect_inputs,
     plan_jobs,
 )
-from tf_deraindrop.inference.loading import load_model
-from tf_deraindrop.utils.visualize import attention_heatmap
-
-__all__ = ["attention_heatmap", "main", "Job", "InputError", "collect_inputs", "plan_jobs"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,27 +140,28 @@ def _plan(args) -> tuple[list[Job], dict]:
 
 
 def _load(args):
-    """The model at the precision asked (printed); raises WeightsError."""
-    from tf_deraindrop.inference.loading import WeightsError
+    """The derainer for `--weights` at the precision asked (its engine printed); WeightsError."""
+    from tf_deraindrop.inference.loading import WeightsError, load_derainer
 
-    if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
-        raise WeightsError(
-            f"--precision bfloat16: {args.weights} is a .tflite export, which runs at the "
-            "precision it was exported with"
+    try:
+        derainer = load_derainer(
+            args.weights,
+            precision=args.precision,
+            threads=args.threads,
+            low_memory=args.low_memory,
+            **max_pixels_kwargs(args.max_pixels),
         )
-    model = load_model(args.weights, threads=args.threads, low_memory=args.low_memory)
-    if hasattr(model, "predict_on_batch"):
-        from tf_deraindrop.inference.precision import resolve_generator
-
-        resolved = resolve_generator(model, args.precision)
-        model = resolved.model
-        print(f"Precision: {resolved}", flush=True)
-    if args.save_attention and getattr(model, "has_attention", True) is False:
+    except WeightsError as err:
+        if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
+            raise WeightsError(f"--precision {err}") from err
+        raise
+    print(f"Engine: {derainer.engine}", flush=True)
+    if args.save_attention and not derainer.has_attention:
         raise WeightsError(
             f"{args.weights} has no attention output (--save-attention); "
             "export it with --with-attention"
         )
-    return model
+    return derainer
 
 
 def _check_carry_state(args, model, jobs: list[Job]) -> None:
@@ -193,18 +189,15 @@ def _derain(model, jobs: list[Job], args, video_options: dict) -> int:
     """Derains the images, then the videos; prints what was written; the exit status."""
     from tf_deraindrop.utils.images import ImageWriteError
 
-    derain_options = max_pixels_kwargs(args.max_pixels)
     images = [job for job in jobs if not job.is_video]
     videos = [job for job in jobs if job.is_video]
     try:
-        failed = predict_files(
-            model, images, progress=not args.no_progress, derain_options=derain_options
-        )
+        failed = predict_files(model, images, progress=not args.no_progress)
         for _path, reason in failed:
             print(f"error: {reason}", file=sys.stderr)
         if args.carry_state:  # videos only: the images went one by one
             model.carry_state = True
-        video_failures = predict_videos(model, videos, {**video_options, **derain_options})
+        video_failures = predict_videos(model, videos, video_options)
     except KeyboardInterrupt:
         print("interrupted: unfinished outputs were removed", file=sys.stderr)
         return 130

@@ -134,9 +134,16 @@ def frame_model(
     Raises:
         ValueError: attention asked of a model without that output.
     """
+    from tf_deraindrop.inference.keras import DEFAULT_MAX_PIXELS, KerasDerainer
+    from tf_deraindrop.inference.loading import is_keras_model
+
     if isinstance(model, FrameModel):
         return model
-    if hasattr(model, "derain") and not hasattr(model, "predict_on_batch"):
+    if isinstance(model, KerasDerainer):
+        # Its precision is resolved already; its options are its own.
+        derain_options = {**model.derain_options, **derain_options}
+        model = model.generator
+    elif not is_keras_model(model):
         return _PerFrame(model, attention)
     precision = derain_options.pop("precision", None)
     if precision is not None:
@@ -144,19 +151,7 @@ def frame_model(
         from tf_deraindrop.inference.precision import resolve_generator
 
         model = resolve_generator(model, precision).model
-    from tf_deraindrop.inference import keras as inference
-
-    max_pixels = derain_options.pop("max_pixels", getattr(inference, "DEFAULT_MAX_PIXELS", None))
-    if "max_pixels" in _derain_parameters():
-        # None too: one pass per frame, whatever its size (--max-pixels 0).
-        derain_options.setdefault("max_pixels", max_pixels)
+    # None too: one pass per frame, whatever its size (--max-pixels 0).
+    max_pixels = derain_options.setdefault("max_pixels", DEFAULT_MAX_PIXELS)
     batch = DEFAULT_BATCH if batch_size is None else batch_size
     return _KerasBatches(model, batch, attention, max_pixels, derain_options)
-
-
-def _derain_parameters() -> set[str]:
-    import inspect
-
-    from tf_deraindrop.inference.keras import derain
-
-    return set(inspect.signature(derain).parameters)
