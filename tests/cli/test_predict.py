@@ -41,7 +41,9 @@ def test_files_and_folders(tmp_path, generator_file, capsys):
     for name in written:
         with Image.open(out / name) as img:
             assert img.size == (SIZE[1], SIZE[0]) and img.mode == "RGB"
-    assert "Wrote 4 derained images" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "Wrote 4 derained images" in out_text
+    assert "Engine: Keras, " in out_text  # which engine and precision ran, said at start
 
     # The files hold what `derain` gives for the same input and generator.
     from tf_deraindrop.inference.keras import derain

@@ -173,7 +173,7 @@ def test_evaluate_prints_the_precision(tmp_path, generator_file, capsys):
     Image.fromarray(255 - clean).save(tmp_path / "data" / "0_rain.png")
     argv = ["--weights", str(generator_file), "--data-dir", str(tmp_path), "--no-progress"]
     assert evaluate.main(argv + ["--precision", "bfloat16"]) == 0
-    assert "Engine: Keras, bfloat16 (asked for)" in capsys.readouterr().out
+    assert "Precision: bfloat16 (asked for)" in capsys.readouterr().out
 
 
 def test_predict_refuses_bfloat16_for_a_tflite(tmp_path, capsys):
