@@ -2,7 +2,7 @@
 
 For every real rainy/clean pair (Raindrop layout: `data/N_rain.png`,
 `gt/N_clean.png`) the drops are measured (`realism_stats`), then the old
-renderer (`data_tools.raindrops`) and the new one (`tf_deraindrop.synthetic`)
+renderer (`tf_deraindrop.synthetic.raindrops`) and the new one (`tf_deraindrop.synthetic`)
 render drops on the same clean image for several seeds and are measured the
 same way (the mask from the rainy-clean difference, never the renderer's).
 The table gives the real value, its band (per-drop 10th-90th percentile, or
@@ -28,9 +28,9 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 from realism_stats import STATS, pair_stats, reference_band  # noqa: E402
 
-from data_tools.raindrops import render_raindrops as render_old  # noqa: E402
-from tf_deraindrop.images import read_image  # noqa: E402
+from tf_deraindrop.synthetic.raindrops import render_raindrops as render_old  # noqa: E402
 from tf_deraindrop.synthetic.render import render_raindrops as render_new  # noqa: E402
+from tf_deraindrop.utils.images import read_image  # noqa: E402
 
 DEFAULT_PAIRS = os.path.join("..", "shared", "data", "raindrop_pairs")
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 examples[f"new seed {seed}"] = new_rainy
     text = (
         f"Raindrop realism: {len(pairs)} real pair(s), {args.seeds} seeds per renderer "
-        f"on the same clean image(s); mask = tf_deraindrop.masks.compute_mask\n\n"
+        f"on the same clean image(s); mask = tf_deraindrop.data.masks.compute_mask\n\n"
         + table(real, old, new, args.preset)
     )
     print(text)

@@ -26,17 +26,17 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from data_tools.synthesize import default_clean_images, fit_to_size  # noqa: E402
-from tf_deraindrop.images import read_image, to_uint8  # noqa: E402
-from tf_deraindrop.masks import compute_mask  # noqa: E402
+from tf_deraindrop.data.masks import compute_mask  # noqa: E402
 from tf_deraindrop.metrics import psnr_y, ssim_y  # noqa: E402
+from tf_deraindrop.synthetic.synthesize import default_clean_images, fit_to_size  # noqa: E402
+from tf_deraindrop.utils.images import read_image, to_uint8  # noqa: E402
 
 DEFAULT_PAIRS = os.path.join("..", "shared", "data", "raindrop_pairs")
 
 
 def render_pool(count: int, renderer: str, preset: str, seed: int):
     """`count` rendered `(rainy, clean, mask)` frames of 480 x 720 over the sample photos."""
-    from data_tools.raindrops import render_raindrops as render_old
+    from tf_deraindrop.synthetic.raindrops import render_raindrops as render_old
     from tf_deraindrop.synthetic.render import render_raindrops as render_new
 
     photos = [image for _, image in default_clean_images()]

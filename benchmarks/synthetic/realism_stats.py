@@ -1,7 +1,7 @@
 """Statistics of raindrops in a rainy/clean pair, the same for real and synthetic drops.
 
 The drop mask is computed from the pair exactly as the project computes the
-Raindrop dataset's masks (`tf_deraindrop.masks.compute_mask`, max channel
+Raindrop dataset's masks (`tf_deraindrop.data.masks.compute_mask`, max channel
 difference >= 30/255), so real and rendered drops are measured alike, never
 with a renderer's own mask. Statistics (Y is BT.601 luma in [0, 1]):
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tf_deraindrop.masks import compute_mask
+from tf_deraindrop.data.masks import compute_mask
 
 MIN_AREA = 30  # px: smaller components are noise (leaves moving, JPEG)
 DROP_AREA = 300  # px: components measured one by one for the per-drop spread

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from tf_deraindrop.images import to_float_rgb
 from tf_deraindrop.synthetic import camera, drops, optics
 from tf_deraindrop.synthetic.presets import DEFAULT_PRESET, PRESETS, check_params
+from tf_deraindrop.utils.images import to_float_rgb
 
 __all__ = ["MIN_SIDE", "PRESETS", "check_params", "render_raindrops"]
 
