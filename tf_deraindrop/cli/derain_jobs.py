@@ -77,6 +77,7 @@ def predict_videos(model, jobs: Sequence[Job], options: dict) -> int:
                 model,
                 compare=outputs.get("compare"),
                 attention=outputs.get("attention"),
+                plan=job.plan,
                 **options,
             )
         except VideoWriteError as err:

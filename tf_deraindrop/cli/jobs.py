@@ -7,7 +7,7 @@ No TensorFlow: video probing goes through PyAV (`tf_deraindrop.video`).
 
 Example:
     >>> items = collect_inputs(["rainy.jpg", "drive.mp4", "more/"])  # doctest: +SKIP
-    >>> jobs = plan_jobs(items, "out", encoder, save_attention=True)  # doctest: +SKIP
+    >>> jobs = plan_jobs(items, "out", plan_videos(items), save_attention=True)  # doctest: +SKIP
     >>> jobs[0].outputs  # doctest: +SKIP
     {'output': 'out/rainy.png', 'attention': 'out/rainy_attention.png'}
 """
@@ -32,12 +32,14 @@ class Job:
         info: a `VideoInfo` for a video, None for an image.
         outputs: `"output"`, and `"attention"` / `"compare"` when asked, to paths.
         notes: what the video's output changes (container, pixel format).
+        plan: a video's `VideoPlan` (probed and checked once), None for an image.
     """
 
     path: str
     info: object = None
     outputs: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    plan: object = None
 
     @property
     def is_video(self) -> bool:
@@ -134,29 +136,33 @@ def _name_outputs(job: Job, output_dir: str, extension: str, save_attention: boo
 def plan_jobs(
     items: Sequence[tuple[str, object]],
     output_dir: str,
-    encoder=None,
+    plans: dict | None = None,
     save_attention: bool = False,
     compare: bool = False,
     overwrite: bool = False,
-    audio: bool = True,
 ) -> list[Job]:
     """Output names for every input, refusing collisions, inputs and existing files.
+
+    Args:
+        items: `(path, VideoInfo or None)` from `collect_inputs`.
+        output_dir: the output folder.
+        plans: each video's `VideoPlan` by path (`plan_videos`).
+        save_attention, compare: also name those outputs.
+        overwrite: allow existing outputs.
 
     Raises:
         InputError: two inputs would give the same output, an output would
             replace an input, or an output exists and `overwrite` is False.
     """
-    from tf_deraindrop.video import plan_output
 
     jobs, seen = [], {}
     inputs = {os.path.realpath(path): path for path, _ in items}
     existing = []
     for path, info in items:
-        job = Job(path, info)
+        job = Job(path, info, plan=(plans or {}).get(path) if info is not None else None)
         extension = ".png"
-        if info is not None:
-            plan = plan_output(info, encoder, audio=audio)
-            extension, job.notes = plan.extension, plan.notes
+        if job.plan is not None:
+            extension, job.notes = job.plan.output.extension, job.plan.output.notes
         _name_outputs(job, output_dir, extension, save_attention, compare)
         for out in job.outputs.values():
             key = os.path.realpath(out)
@@ -181,45 +187,36 @@ def plan_jobs(
     return jobs
 
 
-def check_video_options(
-    videos: Sequence[object],
+def plan_videos(
+    items: Sequence[tuple[str, object]],
     codec: str | None = None,
     crf: int | None = None,
     start: str | None = None,
     duration: str | None = None,
-):
-    """The encoder and the time range, checked against every video's `VideoInfo`.
+    audio: bool = True,
+) -> dict:
+    """Each video's `VideoPlan`: the encoder, CRF and time range checked against it once.
 
     Args:
-        videos: the `VideoInfo` of each video input.
+        items: `(path, VideoInfo or None)` from `collect_inputs` (images are skipped).
         codec: `--codec` (None: the default encoder).
         crf: `--crf`, if given.
         start: `--start` text, seconds or `[HH:]MM:SS[.ms]`.
         duration: `--duration` text, in the same forms.
-
-    Returns:
-        `(encoder, start, duration)`: the chosen encoder and the times in seconds.
+        audio: copy the audio streams.
 
     Raises:
         InputError: an unknown encoder, a CRF it has not or out of range, a
             time that does not parse, or a range outside a video.
     """
-    from tf_deraindrop.video import VideoError, check_range, choose_encoder, parse_time
+    from tf_deraindrop.video import VideoError, plan_video
 
-    try:
-        start = parse_time(start, "--start")
-        duration = parse_time(duration, "--duration")
-        encoder = choose_encoder(codec)
-    except ValueError as err:
-        raise InputError(str(err)) from err
-    if crf is not None:
-        if encoder.crf is None:
-            raise InputError(f"--crf: {encoder.name} has no CRF setting")
-        if not 0 <= crf <= 63:
-            raise InputError(f"--crf {crf}: must be between 0 and 63")
-    for info in videos:
+    plans = {}
+    for path, info in items:
+        if info is None:
+            continue
         try:
-            check_range(info, start, duration)
-        except VideoError as err:
+            plans[path] = plan_video(info, codec, crf, start, duration, audio)
+        except (ValueError, VideoError) as err:
             raise InputError(str(err)) from err
-    return encoder, start, duration
+    return plans

@@ -41,9 +41,9 @@ from tf_deraindrop.cli.derain_jobs import predict_files, predict_videos
 from tf_deraindrop.cli.jobs import (
     InputError,
     Job,
-    check_video_options,
     collect_inputs,
     plan_jobs,
+    plan_videos,
 )
 
 
@@ -109,32 +109,27 @@ def _add_video_arguments(video) -> None:
 
 
 def _plan(args) -> tuple[list[Job], dict]:
-    """The jobs and the videos' `derain_video` options; raises InputError."""
+    """The jobs (each video probed and checked once) and the videos' `derain_video` options.
+
+    Raises:
+        InputError: a bad input, option or output name.
+    """
     items = collect_inputs(args.inputs)
-    videos = [info for _, info in items if info is not None]
-    encoder, video_options = None, {}
-    if videos:
-        encoder, start, duration = check_video_options(
-            videos, args.codec, args.crf, args.start, args.duration
-        )
-        video_options = {
-            "codec": encoder.name,
-            "crf": args.crf,
-            "start": start,
-            "duration": duration,
-            "overwrite": args.overwrite,
-            "batch_size": args.batch,
-            "progress": not args.no_progress,
-            "audio": not args.no_audio,
-        }
+    plans = plan_videos(
+        items, args.codec, args.crf, args.start, args.duration, audio=not args.no_audio
+    )
+    video_options = {
+        "overwrite": args.overwrite,
+        "batch_size": args.batch,
+        "progress": not args.no_progress,
+    }
     jobs = plan_jobs(
         items,
         args.output,
-        encoder,
+        plans,
         save_attention=args.save_attention,
         compare=args.compare,
         overwrite=args.overwrite,
-        audio=not args.no_audio,
     )
     return jobs, video_options
 

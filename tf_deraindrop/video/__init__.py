@@ -23,7 +23,8 @@ Example:
 from tf_deraindrop.video.encoders import ENCODERS, Encoder, choose_encoder, video_encoders
 from tf_deraindrop.video.frame_model import DEFAULT_BATCH, FrameModel, frame_model
 from tf_deraindrop.video.passthrough import plan_output
-from tf_deraindrop.video.pipeline import check_outputs, check_range, derain_video
+from tf_deraindrop.video.pipeline import check_outputs, derain_video
+from tf_deraindrop.video.plan import VideoPlan, check_encoding, check_range, plan_video
 from tf_deraindrop.video.probing import (
     VIDEO_SUFFIXES,
     VideoError,
@@ -37,6 +38,9 @@ from tf_deraindrop.video.report import VideoResult
 from tf_deraindrop.video.writer import OutputExistsError, VideoWriteError, VideoWriter
 
 __all__ = [
+    "VideoPlan",
+    "check_encoding",
+    "plan_video",
     "DEFAULT_BATCH",
     "ENCODERS",
     "VIDEO_SUFFIXES",

@@ -12,10 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tf_deraindrop.video.encoders import choose_encoder, pixel_format
+from tf_deraindrop.video.encoders import pixel_format
 from tf_deraindrop.video.frame_model import frame_model
-from tf_deraindrop.video.passthrough import OutputPlan, output_format, plan_output, try_streams
-from tf_deraindrop.video.probing import VideoError, VideoInfo, parse_time, probe
+from tf_deraindrop.video.passthrough import OutputPlan, output_format, try_streams
+from tf_deraindrop.video.plan import VideoPlan, plan_video
+from tf_deraindrop.video.probing import VideoInfo
 from tf_deraindrop.video.reader import DecodeStatus
 from tf_deraindrop.video.report import VideoResult, progress_bar, report_decoding
 from tf_deraindrop.video.stages import COMPARE_GAP, Stages
@@ -60,6 +61,7 @@ def derain_video(
     audio: bool = True,
     log: Callable[[str], None] | None = None,
     io_threads: int = IO_THREADS,
+    plan: VideoPlan | None = None,
     **derain_options,
 ) -> VideoResult:
     """Derains a video file into another, frame by frame, keeping its timing, audio and tracks.
@@ -91,6 +93,8 @@ def derain_video(
         log: where notes and warnings go (default: stderr).
         io_threads: threads of the decoder and of each encoder (0: FFmpeg's
             choice, one or more a core; see `IO_THREADS`).
+        plan: the input already probed and checked (`plan_video`); then
+            `codec`, `crf`, `start`, `duration` and `audio` come from it.
         **derain_options: passed to `tf_deraindrop.derain` for Keras models.
 
     Returns:
@@ -111,21 +115,21 @@ def derain_video(
     """
     log = log or (lambda text: print(text, file=sys.stderr))
     input, output = os.fspath(input), os.fspath(output)
-    start, duration = parse_time(start, "--start"), parse_time(duration, "--duration")
-    info = probe(input)
-    check_range(info, start, duration)
-    encoder = choose_encoder(codec)
-    if crf is not None and encoder.crf is None:
-        raise ValueError(f"--crf: {encoder.name} has no CRF setting")
-    plan = _plan(info, encoder, audio, output)
+    if plan is None:
+        plan = plan_video(input, codec, crf, start, duration, audio, output)
+    else:
+        plan = plan.for_output(output)
+    info, start, duration = plan.info, plan.start, plan.duration
     extras = {k: os.fspath(v) for k, v in (("compare", compare), ("attention", attention)) if v}
     check_outputs([input], [output, *extras.values()], overwrite)
     model = frame_model(model, batch_size, attention=bool(attention), **derain_options)
-    expected = info.expected_frames(start, duration)
+    expected = plan.expected_frames
     result = VideoResult(input=input, output=output, extras=extras, expected=expected)
-    _tell(result, log, "note", input, plan.notes)
-    _tell(result, log, "warning", input, plan.warnings)
-    writers = _open_writers(info, plan, output, extras, crf, overwrite, result, log, io_threads)
+    _tell(result, log, "note", input, plan.output.notes)
+    _tell(result, log, "warning", input, plan.output.warnings)
+    writers = _open_writers(
+        info, plan.output, output, extras, plan.crf, overwrite, result, log, io_threads
+    )
     bar = progress_bar(result.expected, input, progress)
     stages = Stages(
         info,
@@ -135,7 +139,7 @@ def derain_video(
         bar,
         start=start,
         duration=duration,
-        copied=plan.copied,
+        copied=plan.output.copied,
         status=DecodeStatus(),
         io_threads=io_threads,
     )
@@ -149,21 +153,6 @@ def derain_video(
         _tell(result, log, "warning", writer.path, writer.dropped)
     report_decoding(result, info, stages.status, start, duration, log)
     return result
-
-
-def check_range(info: VideoInfo, start: float | None, duration: float | None) -> None:
-    """Refuses an empty range: `--duration 0`, or `--start` at or past the end.
-
-    Raises:
-        VideoError: naming the file and the flag.
-    """
-    if duration is not None and duration <= 0:
-        raise VideoError(f"{info.path}: --duration must be more than 0 seconds", info.path)
-    if start and info.duration is not None and start >= info.duration:
-        raise VideoError(
-            f"{info.path}: --start {start:g} s is at or past its end ({info.duration:.2f} s)",
-            info.path,
-        )
 
 
 def _open_writers(
@@ -220,15 +209,6 @@ def _tell(result: VideoResult, log, kind: str, about: str, lines: Sequence[str])
     for line in lines:
         log(f"{kind}: {about}: {line}")
         result.notes.append(line)
-
-
-def _plan(info: VideoInfo, encoder, audio: bool, output: str) -> OutputPlan:
-    """The plan for `output`: the encoder's (with its notes) if `output` follows it."""
-    plan = plan_output(info, encoder, audio=audio)
-    extension = os.path.splitext(output)[1].lower()
-    if extension != plan.extension:
-        plan = plan_output(info, encoder, audio=audio, extension=extension)
-    return plan
 
 
 def _copied_into(path: str, plan: OutputPlan, info: VideoInfo) -> tuple[int, ...]:
