@@ -150,6 +150,7 @@ def run_generator(label, generator, checkpoint, args, folder, tests, workdir) ->
     """Exports every mode for one generator and measures it; returns table rows."""
     from tf_deraindrop.export.benchmark import spawn_worker, summarize
     from tf_deraindrop.export.convert import WEIGHT_BYTES
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.export.tflite import export_tflite
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.metrics import psnr
@@ -171,7 +172,7 @@ def run_generator(label, generator, checkpoint, args, folder, tests, workdir) ->
             quantize=mode,
             calibration_dir=folder if mode == "int8" else None,
             verify_model=False,
-            calibration_samples=args.calibration_samples,
+            int8=Int8Options(samples=args.calibration_samples),
             progress=False,
             log=lambda _: None,
         )

@@ -38,6 +38,7 @@ def main() -> None:
     import numpy as np
 
     from tf_deraindrop.export.convert import convert, write_saved_model
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.export.int8.pipeline import int8_calibration
     from tf_deraindrop.export.samples import fit_samples
     from tf_deraindrop.inference.loading import load_generator
@@ -68,7 +69,10 @@ def main() -> None:
     for steps in (0, args.steps):
         start = time.perf_counter()
         source, dataset, summary = int8_calibration(
-            generator, calibration, qat_images=training, qat_steps=steps
+            generator,
+            calibration,
+            Int8Options(qat_steps=steps, qat_dir=args.data if steps else None),
+            qat_images=training,
         )
         saved = os.path.join(work, f"saved_{steps}")
         write_saved_model(source, saved, h, w)

@@ -80,6 +80,7 @@ def held_out_photo(h: int, w: int, folder: str) -> np.ndarray:
 
 
 def export(model, path, h, w, mode, folder, samples):
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.export.tflite import export_tflite
 
     return export_tflite(
@@ -90,7 +91,7 @@ def export(model, path, h, w, mode, folder, samples):
         quantize=mode,
         calibration_dir=folder if mode == "int8" else None,
         verify_model=False,
-        calibration_samples=samples,
+        int8=Int8Options(samples=samples),
         progress=False,
         log=lambda _: None,
     )

@@ -71,6 +71,7 @@ def export_student(student, args, folder: str) -> tuple[str, list[str]]:
 
     In the lines, `folder` reads `<tmp>` and the calibration folder its own name.
     """
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.export.tflite import export_tflite
 
     path = os.path.join(folder, f"student_{args.quantize}.tflite")
@@ -90,7 +91,7 @@ def export_student(student, args, folder: str) -> tuple[str, list[str]]:
         args.width,
         quantize=args.quantize,
         calibration_dir=calibration,
-        calibration_samples=args.calibration_samples,
+        int8=Int8Options(samples=args.calibration_samples),
         with_attention=True,
         progress=False,
         log=log,

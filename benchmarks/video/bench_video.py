@@ -125,6 +125,7 @@ def _remove(*paths) -> None:
 def part_tflite(args) -> dict:
     """int8 and float32 exports at 480 x 720: the model alone against the whole pipeline."""
     from tf_deraindrop.export import tflite
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.inference.tflite import LiteDerainer
     from tf_deraindrop.utils.images import write_image
     from tf_deraindrop.video import derain_video, iter_frames
@@ -152,7 +153,7 @@ def part_tflite(args) -> dict:
                 width,
                 quantize=mode,
                 calibration_dir=calibration if mode == "int8" else None,
-                calibration_samples=args.calibration_samples,
+                int8=Int8Options(samples=args.calibration_samples),
                 verify_model=False,
                 progress=False,
                 log=lambda _: None,

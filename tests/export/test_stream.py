@@ -20,6 +20,7 @@ def student():
 def exported(student, calibration_dir, tmp_path_factory):
     """`exported(mode, calibrator, io, qat_steps)`: the path of that export of `student`, and
     its report."""
+    from tf_deraindrop.export.int8.options import Int8Options
     from tf_deraindrop.export.tflite import export_tflite
 
     folder = tmp_path_factory.mktemp("stream")
@@ -38,13 +39,15 @@ def exported(student, calibration_dir, tmp_path_factory):
                 quantize=mode,
                 calibration_dir=calibration_dir,
                 uint8_io=io == "uint8",
-                calibrator=calibrator,
-                calibration_samples=8,
                 progress=False,
                 log=lines.append,
-                qat_steps=qat_steps,
-                qat_dir=calibration_dir if qat_steps else None,
-                qat_crop=32,
+                int8=Int8Options(
+                    calibrator=calibrator,
+                    samples=8,
+                    qat_steps=qat_steps,
+                    qat_dir=calibration_dir if qat_steps else None,
+                    qat_crop=32,
+                ),
             )
             cache[key] = str(path), lines
         return cache[key]

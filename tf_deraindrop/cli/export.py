@@ -8,7 +8,7 @@ import sys
 
 from tf_deraindrop.export.convert import MODES
 from tf_deraindrop.export.errors import ExportError, VerificationFailed
-from tf_deraindrop.export.int8.pipeline import CALIBRATORS, EQUALIZE
+from tf_deraindrop.export.int8.options import CALIBRATORS, EQUALIZE, Int8Options
 from tf_deraindrop.export.samples import list_images
 from tf_deraindrop.export.tflite import __doc__ as _DOC  # noqa: E402
 from tf_deraindrop.export.tflite import check_arguments, export_tflite
@@ -91,14 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_arguments(args.quantize, args.height, args.width, args.calibration_dir)
-        from tf_deraindrop.export.int8.qat import check_qat_arguments, list_data_dir
-
-        check_qat_arguments(
-            args.quantize, args.calibrator, args.qat_steps, args.data_dir, args.qat_range_lr
+        int8 = Int8Options(
+            calibrator=args.calibrator,
+            samples=args.calibration_samples,
+            equalize=args.equalize,
+            qat_steps=args.qat_steps,
+            qat_dir=args.data_dir,
+            qat_crop=args.qat_crop,
+            qat_range_lr=args.qat_range_lr,
         )
-        from tf_deraindrop.export.int8.pipeline import check_equalize
+        int8.check(args.quantize)
+        from tf_deraindrop.export.int8.qat import list_data_dir
 
-        check_equalize(args.quantize, args.calibrator, args.equalize)
         if args.data_dir:
             list_data_dir(args.data_dir)
         if not os.path.isfile(args.weights):
@@ -126,16 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             with_attention=args.with_attention,
             verify_model=not args.no_verify,
             min_psnr=args.min_psnr,
-            calibration_samples=args.calibration_samples,
             verify_samples=args.verify_samples,
             verify_dir=args.verify_dir,
             progress=not args.quiet,
-            calibrator=args.calibrator,
-            qat_steps=args.qat_steps,
-            qat_dir=args.data_dir,
-            qat_crop=args.qat_crop,
-            qat_range_lr=args.qat_range_lr,
-            equalize=args.equalize,
+            int8=int8,
         )
     except VerificationFailed as err:
         print(f"error: {err}", file=sys.stderr)

@@ -39,6 +39,7 @@ import time
 
 from tf_deraindrop.export.convert import MODES, WEIGHT_BYTES, convert, write_saved_model
 from tf_deraindrop.export.errors import ExportError, VerificationFailed
+from tf_deraindrop.export.int8.options import Int8Options
 from tf_deraindrop.export.report import ExportReport, reject
 from tf_deraindrop.export.samples import ExportImages, gather_images
 from tf_deraindrop.export.verify import DEFAULT_MIN_PSNR, verify
@@ -116,17 +117,11 @@ def export_tflite(
     with_attention: bool = False,
     verify_model: bool = True,
     min_psnr: float | None = None,
-    calibration_samples: int = 16,
     verify_samples: int = 4,
     verify_dir: str | None = None,
     progress: bool = True,
     log=print,
-    calibrator: str = "tensorflow",
-    qat_steps: int = 0,
-    qat_dir: str | None = None,
-    qat_crop: int | None = None,
-    equalize: str = "auto",
-    qat_range_lr: float = 0.0,
+    int8: Int8Options | None = None,
 ) -> ExportReport:
     """Converts a generator to `.tflite`, checks it, and writes it atomically.
 
@@ -141,23 +136,13 @@ def export_tflite(
         with_attention: also output the final attention map `A_N`.
         verify_model: compare with the Keras float generator and reject
             below `min_psnr` (default `DEFAULT_MIN_PSNR[quantize]`).
-        calibration_samples: int8 calibration samples (crops/resizes).
         verify_samples: verification samples.
         verify_dir: images to verify on (default: held-out calibration
             images, else synthetic scenes).
         log: where the summary lines go.
-        calibrator: int8 ranges from `"tensorflow"` (fast, `tf_deraindrop.export.int8.calibrate`)
-            or the TFLite `"converter"`'s calibrator.
-        qat_steps: int8 only: fine-tune with int8 simulated for this many
-            steps on crops of the rainy photos in `qat_dir`, against the
-            float generator's own outputs (`tf_deraindrop.export.int8.qat`).
-        qat_crop: side of the fine-tuning crops (`tf_deraindrop.export.int8.qat.DEFAULT_CROP`).
-        qat_range_lr: train the activations' int8 ranges too, at this rate
-            (0: they stay calibrated; `tf_deraindrop.export.int8.qat.fine_tune`'s
-            `range_learning_rate`).
-        equalize: int8 with `calibrator="tensorflow"`: channel equalization
-            `"auto"` (where int8 simulated on the calibration samples says it
-            helps), `"on"` or `"off"` (`tf_deraindrop.export.int8.pipeline.EQUALIZE`).
+        int8: how `quantize="int8"` calibrates: the calibrator, the samples,
+            channel equalization, quantization-aware fine-tuning
+            (`tf_deraindrop.export.int8.options.Int8Options`; default its defaults).
 
     Returns:
         An `ExportReport`.
@@ -169,14 +154,14 @@ def export_tflite(
     Example:
         >>> report = export_tflite(generator, "derain.tflite", 480, 720)  # doctest: +SKIP
     """
-    from tf_deraindrop.export.int8.pipeline import check_equalize
     from tf_deraindrop.export.int8.qat import load_qat_images
     from tf_deraindrop.utils.files import atomic_path, remove_stale_partials
 
+    int8 = int8 or Int8Options()
     check_arguments(quantize, height, width, calibration_dir)
-    check_equalize(quantize, calibrator, equalize)
-    if calibration_samples < 1 or verify_samples < 1:
-        raise ExportError("--calibration-samples and --verify-samples must be at least 1")
+    int8.check(quantize)
+    if verify_samples < 1:
+        raise ExportError("--verify-samples must be at least 1")
     images = gather_images(
         quantize,
         calibration_dir,
@@ -184,26 +169,16 @@ def export_tflite(
         verify_dir,
         height,
         width,
-        calibration_samples,
+        int8.samples,
         verify_samples,
     )
-    images.fine_tuning = load_qat_images(quantize, calibrator, qat_steps, qat_dir, qat_range_lr)
+    images.fine_tuning = load_qat_images(int8)
     workdir = os.path.dirname(os.path.abspath(output))
     os.makedirs(workdir, exist_ok=True)
     remove_stale_partials(workdir)  # what an export killed there left
     with atomic_path(output) as partial:
         start = time.perf_counter()
-        source, calibration = _source(
-            generator,
-            quantize,
-            images,
-            calibrator,
-            progress,
-            qat_steps=qat_steps,
-            qat_crop=qat_crop,
-            qat_range_lr=qat_range_lr,
-            equalize=equalize,
-        )
+        source, calibration = _source(generator, quantize, images, int8, progress)
         model = _convert_model(
             source, height, width, quantize, uint8_io, with_attention, calibration, output
         )
@@ -218,18 +193,7 @@ def export_tflite(
     return report
 
 
-def _source(
-    generator,
-    quantize,
-    images: ExportImages,
-    calibrator,
-    progress,
-    *,
-    qat_steps,
-    qat_crop,
-    qat_range_lr,
-    equalize,
-):
+def _source(generator, quantize: str, images: ExportImages, int8: Int8Options, progress: bool):
     """What to convert, and the int8 representative dataset (`export.int8.pipeline`) or None.
 
     Adds the int8 calibration's summary to `images.summary`.
@@ -238,19 +202,15 @@ def _source(
 
     if quantize != "int8":
         return generator, None
-    source, calibration, how = int8_calibration(
+    conversion = int8_calibration(
         generator,
         images.calibration_samples(),
-        calibrator,
-        progress=progress,
+        int8,
         qat_images=images.fine_tuning,
-        qat_steps=qat_steps,
-        qat_crop=qat_crop,
-        qat_range_lr=qat_range_lr,
-        equalize=equalize,
+        progress=progress,
     )
-    images.summary += how
-    return source, calibration
+    images.summary += conversion.summary
+    return conversion.source, conversion.dataset
 
 
 def _report(output, partial, quantize, generator, seconds, images: ExportImages, verify_model):

@@ -21,97 +21,69 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: `--calibrator` choices: ranges measured in TensorFlow (fixed-range
-#: fake-quant nodes), or the TFLite converter's own calibrator.
-CALIBRATORS = ("tensorflow", "converter")
-
-#: `--equalize` choices and what `tf_deraindrop.export.int8.calibrate.calibrated` takes for them:
-#: where int8 simulated on the calibration samples says it helps, always, never.
-EQUALIZE = {"auto": None, "on": True, "off": False}
-
-
-def check_equalize(quantize: str, calibrator: str, equalize: str) -> None:
-    """Raises `ExportError` for an `--equalize` that cannot apply."""
-    from tf_deraindrop.export.errors import ExportError
-
-    if equalize not in EQUALIZE:
-        raise ExportError(f"--equalize {equalize}: choose one of {', '.join(EQUALIZE)}")
-    if equalize != "auto" and (quantize != "int8" or calibrator != "tensorflow"):
-        raise ExportError(
-            f"--equalize {equalize} sets the channel equalization of int8 ranges measured in "
-            "TensorFlow: use it with --quantize int8 and --calibrator tensorflow"
-        )
+from tf_deraindrop.export.int8.options import CALIBRATORS, EQUALIZE, Int8Conversion, Int8Options
 
 
 def int8_calibration(
     generator,
     samples: Sequence[np.ndarray],
-    calibrator: str = "tensorflow",
+    options: Int8Options | None = None,
     *,
-    progress: bool = False,
     qat_images: Sequence[np.ndarray] = (),
-    qat_steps: int = 0,
-    qat_crop: int | None = None,
-    qat_range_lr: float = 0.0,
-    equalize: str = "auto",
-) -> tuple:
-    """What `export_tflite` converts for int8: `(source, representative dataset, summary)`.
+    progress: bool = False,
+) -> Int8Conversion:
+    """What `export_tflite` converts for int8, the `stream` signature's ranges included.
 
     Args:
         generator: the built generator.
         samples: float32 `(H, W, 3)` calibration images at the export size.
-        calibrator: one of `CALIBRATORS`.
-        qat_images, qat_steps, qat_crop, qat_range_lr: fine-tune for
-            `qat_steps` steps on crops of `qat_images` first, the ranges
-            too at rate `qat_range_lr` (`tf_deraindrop.export.int8.qat.fine_tune`).
-        equalize: one of `EQUALIZE` (channel equalization of the ranges
-            measured in TensorFlow, `tf_deraindrop.export.int8.calibrate.calibrated`).
-
-    Returns:
-        `source` goes to `write_saved_model` in place of the generator; the
-        representative dataset is None for fixed ranges; the summary ends the
-        report's calibration line.
+        options: the calibrator, equalization and fine-tuning (default `Int8Options()`).
+        qat_images: rainy images to fine-tune on (with `options.qat_steps`).
+        progress: show progress bars.
 
     Raises:
         ExportError: an unknown calibrator.
+
+    Example:
+        >>> conversion = int8_calibration(generator, samples, Int8Options())  # doctest: +SKIP
+        >>> print(conversion.summary)  # doctest: +SKIP
     """
     from tf_deraindrop.export.errors import ExportError
     from tf_deraindrop.export.int8.stream import int8_stream
 
-    if calibrator not in CALIBRATORS:
-        raise ExportError(f"--calibrator {calibrator}: choose one of {', '.join(CALIBRATORS)}")
-    if calibrator == "converter":
+    options = options or Int8Options()
+    if options.calibrator not in CALIBRATORS:
+        raise ExportError(
+            f"--calibrator {options.calibrator}: choose one of {', '.join(CALIBRATORS)}"
+        )
+    equalize = EQUALIZE[options.equalize]
+    if options.calibrator == "converter":
         from tf_deraindrop.export.convert import representative_dataset
 
-        calibrated = (
+        calibrated = Int8Conversion(
             generator,
             representative_dataset(samples, progress),
             "; the converter calibrates",
         )
-    elif qat_steps:
-        calibrated = _fine_tuned(
-            generator,
-            samples,
-            qat_images,
-            steps=qat_steps,
-            crop=qat_crop,
-            range_learning_rate=qat_range_lr,
-            progress=progress,
-            equalize=EQUALIZE[equalize],
-        )
+    elif options.qat_steps:
+        calibrated = _fine_tuned(generator, samples, qat_images, options, progress, equalize)
     else:
-        calibrated = _fixed_ranges(generator, samples, progress, EQUALIZE[equalize])
-    return int8_stream(generator, calibrated, samples, calibrator, qat_steps, progress)
+        calibrated = _fixed_ranges(generator, samples, progress, equalize)
+    return Int8Conversion(
+        *int8_stream(
+            generator, calibrated, samples, options.calibrator, options.qat_steps, progress
+        )
+    )
 
 
-def _fixed_ranges(generator, samples, progress: bool, equalize: bool | None) -> tuple:
+def _fixed_ranges(generator, samples, progress: bool, equalize: bool | None) -> Int8Conversion:
     from tf_deraindrop.export.int8.calibrate import fixed_range_graph
 
     height, width = np.shape(samples[0])[:2]
     graph, ranges = fixed_range_graph(
         generator, height, width, samples, progress=progress, equalize=equalize
     )
-    return (
+    return Int8Conversion(
         graph,
         None,
         f"; ranges of {len(ranges.values)} tensors measured in TensorFlow ({ranges.precision}), "
@@ -130,8 +102,8 @@ def _equalization(scales, equalize: bool | None) -> str:
 
 
 def _fine_tuned(
-    generator, samples, images, *, steps: int, crop, range_learning_rate, progress, equalize
-):
+    generator, samples, images, options: Int8Options, progress: bool, equalize: bool | None
+) -> Int8Conversion:
     from tf_deraindrop.export.int8.qat import DEFAULT_CROP, fine_tune
 
     height, width = np.shape(samples[0])[:2]
@@ -141,10 +113,10 @@ def _fine_tuned(
         width,
         samples,
         images,
-        steps,
-        crop=crop or DEFAULT_CROP,
-        range_learning_rate=range_learning_rate,
+        options.qat_steps,
+        crop=options.qat_crop or DEFAULT_CROP,
+        range_learning_rate=options.qat_range_lr,
         progress=progress,
         equalize=equalize,
     )
-    return graph, None, f"; ranges measured in TensorFlow\n{report}"
+    return Int8Conversion(graph, None, f"; ranges measured in TensorFlow\n{report}")

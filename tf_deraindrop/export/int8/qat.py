@@ -57,6 +57,7 @@ from tf_deraindrop.export.int8.bias_correction import bias_shifts, with_bias_shi
 from tf_deraindrop.export.int8.calibrate import calibrated
 from tf_deraindrop.export.int8.equalization import with_channel_scales
 from tf_deraindrop.export.int8.fake_quant import FakeQuantGraph
+from tf_deraindrop.export.int8.options import Int8Options
 from tf_deraindrop.export.int8.qat_graph import with_weights
 from tf_deraindrop.export.int8.qat_training import Int8Training
 from tf_deraindrop.export.samples import at_export_scale, random_crops
@@ -209,41 +210,13 @@ def fine_tune(
     return FakeQuantGraph(trained, training.trained_ranges(), scales), report
 
 
-def check_qat_arguments(
-    quantize: str, calibrator: str, steps: int, data_dir: str | None, range_lr: float = 0.0
-) -> None:
-    """Raises `ExportError` for `--qat-*`/`--data-dir` flags that cannot work together."""
-    from tf_deraindrop.export.errors import ExportError
-
-    if steps < 0:
-        raise ExportError(f"--qat-steps {steps}: must be 0 or more")
-    if not math.isfinite(range_lr) or range_lr < 0:
-        raise ExportError(f"--qat-range-lr {range_lr}: must be 0 or more")
-    if range_lr and not steps:
-        raise ExportError("--qat-range-lr trains ranges while fine-tuning: give --qat-steps N too")
-    if steps and not data_dir:
-        raise ExportError("--qat-steps needs --data-dir (a folder of rainy photos to fine-tune on)")
-    if data_dir and not steps:
-        raise ExportError("--data-dir is for fine-tuning: give --qat-steps N too")
-    if steps and quantize != "int8":
-        raise ExportError("--qat-steps fine-tunes for int8: use it with --quantize int8")
-    if steps and calibrator != "tensorflow":
-        raise ExportError(
-            f"--qat-steps with --calibrator {calibrator}: fine-tuning trains the fixed "
-            "ranges of --calibrator tensorflow"
-        )
-
-
-def load_qat_images(
-    quantize: str, calibrator: str, steps: int, data_dir: str | None, range_lr: float = 0.0
-) -> list[np.ndarray]:
-    """The rainy images of `--data-dir` (none without `--qat-steps`); `ExportError` if unusable."""
+def load_qat_images(options: Int8Options) -> list[np.ndarray]:
+    """The photos of `options.qat_dir` (none without `qat_steps`); `ExportError` if unusable."""
     from tf_deraindrop.export.samples import read_images
 
-    check_qat_arguments(quantize, calibrator, steps, data_dir, range_lr)
-    if not steps:
+    if not options.qat_steps:
         return []
-    return read_images(list_data_dir(data_dir), "fine-tuning")
+    return read_images(list_data_dir(options.qat_dir), "fine-tuning")
 
 
 def list_data_dir(data_dir: str) -> list[str]:
