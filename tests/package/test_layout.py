@@ -42,6 +42,8 @@ def _layer(module: str) -> int | None:
     parts = module.split(".")
     if len(parts) < 2:
         return None  # the package's own __init__: lazy public API
+    if parts[-1] == "__main__":
+        return len(LAYERS)  # `python -m tf_deraindrop.X`: an entry point, on top
     for rank, names in enumerate(LAYERS):
         if parts[1] in names:
             return rank

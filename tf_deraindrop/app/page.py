@@ -62,6 +62,82 @@ def _model_label(path: str) -> tuple[str, str]:
     return os.path.basename(path), path
 
 
+def _photo_response(upload: str, derainer, out_dir: str, loaded: str) -> tuple:
+    """The page's outputs for a derained photo: slider, heat map, no video, downloads, status."""
+    result = derain_photo(upload, derainer, out_dir)
+    files = [f for f in (result.output, result.heatmap_file) if f]
+    return (
+        gr.update(value=(result.rainy, result.derained), visible=True),
+        gr.update(value=result.heatmap, visible=result.heatmap is not None),
+        gr.update(value=None, visible=False),
+        gr.update(value=files, visible=True),
+        f"{result.summary}{loaded}. Engine: {result.engine}.",
+    )
+
+
+def _video_response(upload: str, derainer, out_dir: str, loaded: str, cancel, progress) -> tuple:
+    """The page's outputs for a derained video: the player, its download, status."""
+    outcome = derain_video_file(
+        upload,
+        derainer,
+        out_dir,
+        cancel=cancel,
+        on_progress=lambda done, total: progress((done, total), unit="frames"),
+    )
+    notes = "".join(f"\n\n- {note}" for note in outcome.notes)
+    hidden = gr.update(visible=False)
+    return (
+        hidden,
+        hidden,
+        gr.update(value=outcome.output, visible=True),
+        gr.update(value=[outcome.output], visible=True),
+        f"{outcome.summary}{loaded}. Engine: {outcome.engine}.{notes}",
+    )
+
+
+def _controls(config: PageConfig, models: list[str]) -> dict:
+    """The left column: upload, model, precision, threads, the buttons and the status line."""
+    upload = gr.File(label="Photo or short video", elem_id="upload")
+    model = gr.Dropdown(
+        choices=[_model_label(p) for p in models],
+        value=models[0] if models else None,
+        label="Model",
+        info=None if models else NO_MODEL_MESSAGE,
+        elem_id="model",
+    )
+    precision = gr.Radio(list(PRECISIONS), value=config.precision, label="Precision (Keras models)")
+    threads = gr.Number(
+        value=0, precision=0, minimum=0, label="Threads (.tflite models; 0: default)"
+    )
+    with gr.Row():
+        run = gr.Button("Derain", variant="primary", elem_id="run")
+        stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    status = gr.Markdown(elem_id="status")
+    return dict(
+        upload=upload,
+        model=model,
+        precision=precision,
+        threads=threads,
+        run=run,
+        stop=stop,
+        status=status,
+    )
+
+
+def _results() -> list:
+    """The right column: the before/after slider, the heat map, the video, the downloads."""
+    slider = gr.ImageSlider(label="Rainy | derained", type="numpy", format="png", elem_id="slider")
+    heatmap = gr.Image(
+        label="Attention (black 0, red, pale yellow 1)",
+        format="png",
+        interactive=False,
+        elem_id="heatmap",
+    )
+    video = gr.Video(label="Derained video", visible=False, elem_id="video")
+    download = gr.File(label="Download", file_count="multiple", elem_id="download")
+    return [slider, heatmap, video, download]
+
+
 def build_page(config: PageConfig, derainers: Derainers | None = None) -> gr.Blocks:
     """The page's `gr.Blocks`, ready to `launch`.
 
@@ -88,37 +164,13 @@ def build_page(config: PageConfig, derainers: Derainers | None = None) -> gr.Blo
             loaded = f"; model loaded in {load_seconds:.1f} s" if load_seconds else ""
             out_dir = tempfile.mkdtemp(prefix="result-", dir=config.workdir)
             if kind == "photo":
-                result = derain_photo(upload, derainer, out_dir)
-                files = [f for f in (result.output, result.heatmap_file) if f]
-                status = f"{result.summary}{loaded}. Engine: {result.engine}."
-                return (
-                    gr.update(value=(result.rainy, result.derained), visible=True),
-                    gr.update(value=result.heatmap, visible=result.heatmap is not None),
-                    gr.update(value=None, visible=False),
-                    gr.update(value=files, visible=True),
-                    status,
-                )
+                return _photo_response(upload, derainer, out_dir, loaded)
             session = request.session_hash or "local"
             cancel = jobs.start(session)
             try:
-                outcome = derain_video_file(
-                    upload,
-                    derainer,
-                    out_dir,
-                    cancel=cancel,
-                    on_progress=lambda done, total: progress((done, total), unit="frames"),
-                )
+                return _video_response(upload, derainer, out_dir, loaded, cancel, progress)
             finally:
                 jobs.finish(session, cancel)
-            notes = "".join(f"\n\n- {note}" for note in outcome.notes)
-            status = f"{outcome.summary}{loaded}. Engine: {outcome.engine}.{notes}"
-            return (
-                hidden,
-                hidden,
-                gr.update(value=outcome.output, visible=True),
-                gr.update(value=[outcome.output], visible=True),
-                status,
-            )
         except (UploadError, ModelError) as err:
             return hidden, hidden, hidden, gr.update(value=None), f"**Error:** {err}"
         except Cancelled:
@@ -132,41 +184,14 @@ def build_page(config: PageConfig, derainers: Derainers | None = None) -> gr.Blo
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Photo or short video", elem_id="upload")
-                model = gr.Dropdown(
-                    choices=[_model_label(p) for p in models],
-                    value=models[0] if models else None,
-                    label="Model",
-                    info=None if models else NO_MODEL_MESSAGE,
-                    elem_id="model",
-                )
-                precision = gr.Radio(
-                    list(PRECISIONS), value=config.precision, label="Precision (Keras models)"
-                )
-                threads = gr.Number(
-                    value=0, precision=0, minimum=0, label="Threads (.tflite models; 0: default)"
-                )
-                with gr.Row():
-                    run = gr.Button("Derain", variant="primary", elem_id="run")
-                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                status = gr.Markdown(elem_id="status")
+                controls = _controls(config, models)
             with gr.Column(scale=2):
-                slider = gr.ImageSlider(
-                    label="Rainy | derained", type="numpy", format="png", elem_id="slider"
-                )
-                heatmap = gr.Image(
-                    label="Attention (black 0, red, pale yellow 1)",
-                    format="png",
-                    interactive=False,
-                    elem_id="heatmap",
-                )
-                video = gr.Video(label="Derained video", visible=False, elem_id="video")
-                download = gr.File(label="Download", file_count="multiple", elem_id="download")
-        inputs = [upload, model, precision, threads]
-        outputs = [slider, heatmap, video, download, status]
+                results = _results()
+        inputs = [controls[k] for k in ("upload", "model", "precision", "threads")]
+        outputs = [*results, controls["status"]]
         # Uploading starts the job; the button re-runs it with other settings.
-        for trigger in (upload.upload, run.click):
+        for trigger in (controls["upload"].upload, controls["run"].click):
             trigger(derain, inputs, outputs, concurrency_id="derain")
-        stop.click(cancel, None, None, queue=False)
-        page.load(refresh_models, model, model)
+        controls["stop"].click(cancel, None, None, queue=False)
+        page.load(refresh_models, controls["model"], controls["model"])
     return page

@@ -148,7 +148,7 @@ def _load(args):
         )
     except WeightsError as err:
         if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
-            raise WeightsError(f"--precision {err}") from err
+            raise WeightsError(f"--{err}") from err
         raise
     print(f"Engine: {derainer.engine}", flush=True)
     if args.save_attention and not derainer.has_attention:
