@@ -1,1 +1,1 @@
-"""Tests of `deraindrop app` (a package so that they import `tests.video_helpers`)."""
+"""Tests of `deraindrop app` (a package so that they import `tests.helpers.video`)."""

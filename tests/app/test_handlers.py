@@ -37,7 +37,7 @@ def derainer(derainers, tiny_model):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """12 frames of 48 x 64 with an AAC tone."""
-    from tests.video_helpers import make_video
+    from tests.helpers.video import make_video
 
     path = tmp_path_factory.mktemp("videos") / "drive.mp4"
     make_video(path, frames=12, size=(48, 64), audio=True)
