@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         except WeightsError as err:
             raise ExportError(f"--weights {args.weights}: {err}") from err
         print(f"Generator from {args.weights}: {generator.count_params():,} parameters")
+        from tf_deraindrop.inference.cpu import fast_paths
+
+        print(fast_paths(), flush=True)  # oneDNN (calibration, QAT), int8 with VNNI or not
         export_tflite(
             generator,
             args.output,

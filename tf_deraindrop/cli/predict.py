@@ -154,6 +154,9 @@ def _load(args):
             "precision it was exported with"
         )
     model = load_model(args.weights, threads=args.threads, low_memory=args.low_memory)
+    from tf_deraindrop.inference.cpu import fast_paths
+
+    print(fast_paths(), flush=True)  # what this CPU makes fast (oneDNN, bfloat16, int8)
     if hasattr(model, "predict_on_batch"):
         from tf_deraindrop.inference.precision import resolve_generator
 
