@@ -1,4 +1,4 @@
-"""One step of quantization-aware fine-tuning (`tf_deraindrop.export.int8.qat`): the graph, its loss, Adam.
+"""One step of quantization-aware fine-tuning (`export.int8.qat`): the graph, its loss, Adam.
 
 `Int8Training` holds the export graph at the crop size with its weights
 (and a scale of each activation range) as variables, runs the float graph
@@ -22,6 +22,7 @@ from tf_deraindrop.export.int8.qat_graph import (
     fake_quant_kernel,
     fixed_output_fake_quant,
     weight_groups,
+    without_dilation,
 )
 from tf_deraindrop.export.int8.ranges import quantization_points
 
@@ -37,7 +38,7 @@ class Adam:
         import tensorflow as tf
 
         self.variables = variables
-        #: A variable: `tf_deraindrop.export.int8.qat.fine_tune` lowers it over the steps (cosine decay).
+        #: A variable: `export.int8.qat.fine_tune` lowers it over the steps (cosine decay).
         self.lr = tf.Variable(float(learning_rate), trainable=False)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
@@ -65,7 +66,7 @@ class Int8Training:
         ranges: tensor name to `(min, max)`, the export size's.
         batch: crops per step.
         learning_rate: Adam's step.
-        feature_weight: weight of the quantized tensors' loss (`tf_deraindrop.export.int8.qat.fine_tune`).
+        feature_weight: weight of the quantized tensors' loss (`export.int8.qat.fine_tune`).
         start: the int8 side's starting weights (`train` with corrected
             biases); `train` itself stays the float target.
         range_learning_rate: Adam's step for the log of each range's scale
@@ -95,7 +96,9 @@ class Int8Training:
             for node in simulated.node:
                 if node.op == "FakeQuantWithMinMaxVars":
                     node.attr["_gradient_op_type"].s = RANGE_GRADIENT.encode()
-        self.simulated = fixed_output_fake_quant(simulated)
+        # Differentiated: dilated convolutions undilated, so that the
+        # gradient needs no oneDNN kernel (`without_dilation`).
+        self.simulated = without_dilation(fixed_output_fake_quant(simulated))
         self.groups = weight_groups(start)
         self.weights = [tf.Variable(value) for _, value, _ in self.groups]
         # An all-zero range widened as insert_fake_quant widens it.
