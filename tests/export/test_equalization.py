@@ -100,7 +100,7 @@ def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp
 
     output = generator(held_out[None], training=False)["outputs"][-1]
     expected = np.clip(np.asarray(output)[0], 0, 1)
-    scores = {}
+    scores, simulated = {}, {}
     for equalize in (False, True):
         graph, _ = calibrate.fixed_range_graph(
             generator, H, W, samples, precision="float32", equalize=equalize
@@ -108,12 +108,24 @@ def test_int8_closer_to_float_and_as_simulated(generator, samples, held_out, tmp
         assert bool(graph.scales) == equalize
         path = int8_tflite(graph, tmp_path, f"equalize_{equalize}.tflite", H, W)
         scores[equalize] = psnr(np.clip(LiteDerainer(str(path)).run_tile(held_out), 0, 1), expected)
-        # The simulation in TensorFlow predicts the converted model's error: here the
-        # converted one is 0.8 to 1.2 dB closer to float with the export's corrected
-        # biases (0.5 to 0.7 dB without them).
         (error,) = simulated_errors(graph.frozen, [(graph.frozen, _ranges(graph))], [held_out])
-        assert abs(10 * np.log10(1 / error) - scores[equalize]) < 1.5, (error, scores)
+        simulated[equalize] = 10 * np.log10(1 / error)
     assert scores[True] > scores[False] + 0.5, scores
+    # The simulation in TensorFlow predicts the converted model's error, and
+    # the gap between them is the CPU's: the ranges and the simulation run on
+    # TensorFlow's kernels (oneDNN or not) and the converted model on
+    # XNNPACK's int8 ones, which XNNPACK picks by CPU (AVX2, AVX-512, VNNI),
+    # each rounding its own way. The converted model came 0.8 to 1.2 dB
+    # closer to float than simulated on an AVX-512 VNNI EPYC, 1.8 to 2.1 dB
+    # with TF_ENABLE_ONEDNN_OPTS=0 there, 1.6 dB on an AVX2-only EPYC: hence
+    # the 3 dB bound. What the export relies on holds everywhere: the
+    # simulation ranks the two graphs as the converted models rank them
+    # (`calibrate.calibrated` keeps equalization on that ranking), with the
+    # same gap for both to 0.35 dB (1 dB allowed).
+    gaps = {k: scores[k] - simulated[k] for k in scores}
+    assert simulated[True] > simulated[False], (simulated, scores)
+    assert abs(gaps[True] - gaps[False]) < 1.0, (simulated, scores)
+    assert all(abs(gap) < 3.0 for gap in gaps.values()), (simulated, scores)
 
 
 def _ranges(graph) -> dict[str, tuple[float, float]]:

@@ -95,13 +95,23 @@ _BOUNDED_RUN = textwrap.dedent(
     generator.build((None, None, None, 3))
     image = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
     kwargs = {} if max_pixels == "default" else {"max_pixels": max_pixels}
+    # float32 on every CPU: `auto` would pick bfloat16 where the CPU has it.
+    kwargs["precision"] = "float32"
+    def status():
+        lines = [l for l in open("/proc/self/status") if l[:2] == "Vm"]
+        return {l.split(":")[0]: l.split()[1] for l in lines}
+
+    # The runtime's own memory (libraries, thread pools, kernels loaded by a
+    # first small call) differs by CPU (oneDNN or not, bfloat16 or not):
+    # measured here, so that the test compares what the images take.
+    derain(generator, image[:64, :64], **kwargs)
+    base_rss_kb = int(status()["VmRSS"])
     start = time.time()
     out = derain(generator, image, **kwargs)
-    status = {l.split(":")[0]: l.split()[1] for l in open("/proc/self/status") if l[:2] == "Vm"}
     print(json.dumps({
         "shape": list(out.shape), "seconds": time.time() - start,
-        "peak_rss_kb": int(status["VmHWM"]), "peak_vm_kb": int(status["VmPeak"]),
-        "std": float(out.std()),
+        "peak_rss_kb": int(status()["VmHWM"]), "peak_vm_kb": int(status()["VmPeak"]),
+        "base_rss_kb": base_rss_kb, "std": float(out.std()),
     }))
     """
 )
@@ -137,4 +147,11 @@ def test_phone_photo_is_derained_under_a_memory_limit():
     whole = _bounded(64 * 1024**3, None)
     assert whole.returncode == 0, whole.stderr[-3000:]
     whole_report = json.loads(whole.stdout.strip().splitlines()[-1])
-    assert whole_report["peak_rss_kb"] > 1.5 * report["peak_rss_kb"], (whole_report, report)
+    # Compared above each process' own runtime (`base_rss_kb`: 0.65 GB of
+    # libraries and thread pools, more or less with oneDNN): the totals' ratio
+    # was 2.1 here with oneDNN but 1.44 on an AVX2-only EPYC without it.
+    # Above the runtime a whole pass took 4.1x (oneDNN) and 2.5x (no oneDNN)
+    # what the tiles took.
+    whole_mb = (whole_report["peak_rss_kb"] - whole_report["base_rss_kb"]) / 1024
+    tiled_mb = (report["peak_rss_kb"] - report["base_rss_kb"]) / 1024
+    assert whole_mb > 2 * tiled_mb, (whole_report, report)

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LiteModelError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from tf_deraindrop.inference.cpu import cpu_description
+
+    print(f"CPU: {cpu_description()}")  # the machine behind the figures
     print(f"{args.threads} threads, {args.warmup} warm-up + {args.runs} timed runs each\n")
     print(table(results))
     return 0

@@ -150,6 +150,9 @@ def _load(args):
         if args.precision == "bfloat16" and args.weights.lower().endswith(".tflite"):
             raise WeightsError(f"--{err}") from err
         raise
+    from tf_deraindrop.inference.cpu import fast_paths
+
+    print(fast_paths(), flush=True)  # what this CPU makes fast (oneDNN, bfloat16, int8)
     print(f"Engine: {derainer.engine}", flush=True)
     if args.save_attention and not derainer.has_attention:
         raise WeightsError(

@@ -2,7 +2,9 @@
 
 The weights to train (`weight_groups`: the constants of the convolutions,
 tied by content), what int8 does to them (`fake_quant_kernel`) and to the
-sigmoid and tanh outputs (`fixed_output_fake_quant`), the trained values
+sigmoid and tanh outputs (`fixed_output_fake_quant`), the dilated
+convolutions computed without dilation (`without_dilation`: the gradient
+kernels of TensorFlow's CPU build lack dilation without oneDNN), the trained values
 written back (`with_weights`) and carried into another export graph of the
 same model (`with_trained_weights`: the `stream` signature).
 
@@ -46,6 +48,111 @@ def fixed_output_fake_quant(graph_def):
             if base in renamed:
                 node.input[k] = renamed[base]
     copy.node.extend(added)
+    return copy
+
+
+def _same_pads(size: int, kernel: int, rate: int) -> tuple[int, int]:
+    """`(before, after)` of SAME padding for a kernel dilated by `rate`, stride 1."""
+    total = (kernel - 1) * rate
+    return total // 2, total - total // 2
+
+
+def _atrous_nodes(node, input_shape, kernel_shape):
+    """SpaceToBatchND -> the convolution undilated and VALID -> BatchToSpaceND, or None.
+
+    Atrous convolution as `tf.nn.with_space_to_batch` computes it: the input
+    (padded as the dilated convolution pads it, plus up to `rate - 1` rows
+    and columns to a multiple of the rate) split into `rate * rate`
+    subsampled images, each convolved with the dense kernel, then
+    interleaved back and the extra rows and columns cropped. The last node
+    keeps the convolution's name, so its consumers and tensor names stay.
+    """
+    import tensorflow as tf
+
+    rates = list(node.attr["dilations"].list.i)
+    strides = list(node.attr["strides"].list.i)
+    padding = node.attr["padding"].s.decode()
+    if (
+        node.attr["data_format"].s.decode() not in ("", "NHWC")
+        or rates[0] != 1
+        or rates[3] != 1
+        or rates[1:3] == [1, 1]
+        or any(s != 1 for s in strides)
+        or padding not in ("SAME", "VALID")
+        or None in input_shape[1:3]
+    ):
+        return None
+    pads, crops = [], []
+    for size, kernel, rate in zip(input_shape[1:3], kernel_shape[:2], rates[1:3]):
+        before, after = _same_pads(size, kernel, rate) if padding == "SAME" else (0, 0)
+        extra = -(size + before + after) % rate
+        pads.append([before, after + extra])
+        crops.append([0, extra])
+
+    def const(name, value):
+        tensor = tf.make_tensor_proto(np.asarray(value, np.int32))
+        out = tf.compat.v1.NodeDef(name=name, op="Const")
+        out.attr["dtype"].type = tensor.dtype
+        out.attr["value"].tensor.CopyFrom(tensor)
+        return out
+
+    name = node.name
+    block = const(f"{name}/atrous/block", rates[1:3])
+    paddings = const(f"{name}/atrous/pads", pads)
+    cropping = const(f"{name}/atrous/crops", crops)
+    to_batch = tf.compat.v1.NodeDef(name=f"{name}/atrous/to_batch", op="SpaceToBatchND")
+    to_batch.input.extend([node.input[0], block.name, paddings.name])
+    to_batch.attr["Tpaddings"].type = block.attr["dtype"].type
+    conv = tf.compat.v1.NodeDef()
+    conv.CopyFrom(node)
+    conv.name = f"{name}/atrous/conv"
+    conv.input[0] = to_batch.name
+    conv.attr["dilations"].list.i[:] = [1, 1, 1, 1]
+    conv.attr["padding"].s = b"VALID"
+    back = tf.compat.v1.NodeDef(name=name, op="BatchToSpaceND")
+    back.input.extend([conv.name, block.name, cropping.name])
+    back.attr["Tcrops"].type = block.attr["dtype"].type
+    for op in (to_batch, back):
+        op.attr["Tblock_shape"].type = block.attr["dtype"].type
+        op.attr["T"].CopyFrom(node.attr["T"])
+    return [block, paddings, cropping, to_batch, conv, back]
+
+
+def without_dilation(graph_def):
+    """A copy of a fixed-size graph with each dilated convolution computed undilated.
+
+    The same function (`_atrous_nodes`), but differentiable with the stock
+    CPU kernels: TensorFlow's `Conv2DBackpropInput` rejects dilation rates
+    over 1 on CPUs where oneDNN is off (it is off by default on CPUs
+    without AVX-512, such as AVX2-only AMD EPYCs). Convolutions it cannot
+    rewrite (strided, explicit padding, unknown sizes) stay as they are.
+    """
+    import tensorflow as tf
+
+    copy = copy_graph_def(graph_def)
+    dilated = [
+        node
+        for node in copy.node
+        if node.op in ("Conv2D", "DepthwiseConv2dNative")
+        and any(rate != 1 for rate in node.attr["dilations"].list.i)
+    ]
+    if not dilated:
+        return copy
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(copy, name="")
+    rewritten = {}
+    for node in dilated:
+        inputs = graph.get_operation_by_name(node.name).inputs[:2]
+        if any(tensor.shape.rank != 4 for tensor in inputs):
+            continue
+        nodes = _atrous_nodes(node, *(tensor.shape.as_list() for tensor in inputs))
+        if nodes:
+            rewritten[node.name] = nodes
+    kept = [node for node in copy.node if node.name not in rewritten]
+    del copy.node[:]
+    copy.node.extend(kept)
+    for nodes in rewritten.values():
+        copy.node.extend(nodes)
     return copy
 
 

@@ -22,6 +22,7 @@ from tf_deraindrop.export.int8.qat_graph import (
     fake_quant_kernel,
     fixed_output_fake_quant,
     weight_groups,
+    without_dilation,
 )
 from tf_deraindrop.export.int8.ranges import quantization_points
 
@@ -95,7 +96,9 @@ class Int8Training:
             for node in simulated.node:
                 if node.op == "FakeQuantWithMinMaxVars":
                     node.attr["_gradient_op_type"].s = RANGE_GRADIENT.encode()
-        self.simulated = fixed_output_fake_quant(simulated)
+        # Differentiated: dilated convolutions undilated, so that the
+        # gradient needs no oneDNN kernel (`without_dilation`).
+        self.simulated = without_dilation(fixed_output_fake_quant(simulated))
         self.groups = weight_groups(start)
         self.weights = [tf.Variable(value) for _, value, _ in self.groups]
         # An all-zero range widened as insert_fake_quant widens it.

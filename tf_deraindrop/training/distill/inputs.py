@@ -23,6 +23,7 @@ from tf_deraindrop.training.distill.frames import (
     split_validation,
 )
 from tf_deraindrop.training.distill.teacher import TeacherCache
+from tf_deraindrop.utils.generator_data import GeneratorSource
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -35,13 +36,15 @@ class CropStream:
 
     Each batch is a dict: `rainy` (and `clean`, `has_clean` for pairs) and,
     with a teacher cache, `t_quarter`, `t_half`, `t_out`, `t_attention`,
-    the same crops of the cached teacher outputs.
+    the same crops of the cached teacher outputs. `source` ends its
+    datasets' generators on Ctrl-C (`tf_deraindrop.utils.generator_data`).
     """
 
     def __init__(self, examples, frames, crop, batch, paired, cache=None, sizes=None):
         self.examples, self.frames, self.crop, self.batch = examples, frames, crop, batch
         self.paired, self.cache = paired, cache
         self.sizes = sizes
+        self.source = GeneratorSource()
 
     def plan(self, seed: int, steps: int) -> list[list[tuple[int, int, int, bool]]]:
         """`steps` batches of `(example, y, x, flip)`, all drawn up front (cheap to skip)."""
@@ -99,11 +102,9 @@ class CropStream:
             yield {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
     def dataset(self, seed: int, steps: int, skip: int = 0):
-        import tensorflow as tf
-
-        ds = tf.data.Dataset.from_generator(
-            lambda: self.batches(seed, steps, skip), output_signature=self.signature()
-        )
+        # Stoppable: a from_generator iterator destroyed while its thread is in
+        # the generator hangs the process (`stop_on_interrupt`).
+        ds = self.source.dataset(lambda: self.batches(seed, steps, skip), self.signature())
         return ds.prefetch(2)
 
 

@@ -25,6 +25,7 @@ from tf_deraindrop.training.distill.config import DistillConfig, DistillError
 from tf_deraindrop.training.distill.inputs import DistillInputs
 from tf_deraindrop.training.distill.model import Distiller
 from tf_deraindrop.training.distill.teacher import load_teacher, teacher_in
+from tf_deraindrop.utils.generator_data import stop_on_interrupt
 
 
 @dataclasses.dataclass
@@ -206,9 +207,11 @@ def distill(config: DistillConfig, verbose: str | int = "auto") -> DistillResult
         _announce(config, inputs, model.generator, start, outputs)
         started = time.perf_counter()
         try:
-            history = fit_epochs(
-                model, schedule, start, run.callbacks, run.watch, verbose, inputs.train
-            )
+            # Ctrl-C ends the crop stream's generator first: the process exits at once.
+            with stop_on_interrupt(inputs.stream.source):
+                history = fit_epochs(
+                    model, schedule, start, run.callbacks, run.watch, verbose, inputs.train
+                )
         finally:
             run.logger.close()
         step = int(model.global_step.numpy())
