@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.export_helpers import run_frozen
-from tests.train_helpers import REPO, env
+from tests.helpers.export import run_frozen
+from tests.helpers.train import REPO, env
 from tf_deraindrop.export.frozen import FrozenGraph, freeze
 from tf_deraindrop.export.int8.qat_graph import without_dilation
 
