@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 
-from tests.training.test_distill import _flags
 from tests.helpers.train import REPO, env, make_pairs
+from tests.training.test_distill import _flags
 
 STEPS = 12
 
