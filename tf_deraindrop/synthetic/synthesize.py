@@ -279,7 +279,7 @@ def synthesize_dataset(
             names it), or there are no clean images.
 
     Example:
-        >>> synthesize_dataset("/tmp/synthetic", pairs_per_image=2, size=(192, 256))
+        >>> synthesize_dataset("synthetic", pairs_per_image=2, size=(192, 256))
     """
     if pairs_per_image < 1:
         raise SynthesisError(f"pairs_per_image must be at least 1, got {pairs_per_image}")
