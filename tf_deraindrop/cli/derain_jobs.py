@@ -51,7 +51,8 @@ def predict_files(
 
     run = _image_derainer(generator, derain_options or {})
     failed = []
-    for job in tqdm(jobs, desc="derain", unit="image", disable=not progress, file=sys.stderr):
+    bar = tqdm(jobs, desc="derain", unit="image", disable=not (progress and jobs), file=sys.stderr)
+    for job in bar:
         try:
             image = read_image(job.path)
         except ImageReadError as err:

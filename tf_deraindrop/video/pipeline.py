@@ -17,7 +17,12 @@ from tf_deraindrop.video.frame_model import frame_model
 from tf_deraindrop.video.passthrough import OutputPlan, output_format, plan_output, try_streams
 from tf_deraindrop.video.probing import VideoError, VideoInfo, parse_time, probe
 from tf_deraindrop.video.reader import DecodeStatus
-from tf_deraindrop.video.report import VideoResult, progress_bar, report_decoding
+from tf_deraindrop.video.report import (
+    VideoResult,
+    finish_bar,
+    progress_bar,
+    report_decoding,
+)
 from tf_deraindrop.video.stages import COMPARE_GAP, Stages
 from tf_deraindrop.video.writer import OutputExistsError, VideoWriter
 
@@ -142,6 +147,7 @@ def derain_video(
     began = time.perf_counter()
     try:
         stages.run()
+        finish_bar(bar)
     finally:
         bar.close()
     result.seconds = time.perf_counter() - began
