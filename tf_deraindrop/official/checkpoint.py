@@ -12,6 +12,7 @@ on RGB. Which tensor goes to which layer, and how, is
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -61,7 +62,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         )
     torch = _torch_module()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Said of a pickle that is then refused anyway, with its own message.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(_unsafe_load_message(path, err)) from err
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
