@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning as the tools print it: the message, without the source line."""
+    return f"warning: {message}\n"
+
+
+# Every command's module is under this package, so each of them prints warnings so.
+warnings.formatwarning = _format_warning
 
 #: Subcommand -> (module under `tf_deraindrop.cli`, one line for `--help`).
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -34,7 +34,8 @@ def predict_files(derainer, jobs: Sequence[Job], progress: bool = True) -> list[
     from tf_deraindrop.utils.visualize import attention_heatmap, side_by_side
 
     failed = []
-    for job in tqdm(jobs, desc="derain", unit="image", disable=not progress, file=sys.stderr):
+    bar = tqdm(jobs, desc="derain", unit="image", disable=not (progress and jobs), file=sys.stderr)
+    for job in bar:
         try:
             image = read_image(job.path)
         except ImageReadError as err:

@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             list_images(args.calibration_dir)
         if args.verify_dir:
             list_images(args.verify_dir, "--verify-dir")
+        from tf_deraindrop.utils.files import FolderWriteError, ensure_writable_folder
+
+        try:  # before the model loads
+            ensure_writable_folder(os.path.dirname(os.path.abspath(args.output)), "--output in ")
+        except FolderWriteError as err:
+            raise ExportError(str(err)) from err
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from tf_deraindrop.inference.loading import WeightsError, load_generator_weights
 

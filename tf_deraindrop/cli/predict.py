@@ -223,15 +223,24 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         return fail(f"--output {args.output} exists and is not a folder")
+    from tf_deraindrop.utils.files import (
+        FolderWriteError,
+        ensure_writable_folder,
+        remove_stale_partials,
+    )
+
+    try:
+        # Before the model loads: a folder that cannot be written fails at once.
+        ensure_writable_folder(args.output, "--output ")
+    except FolderWriteError as err:
+        return fail(err)
     from tf_deraindrop.inference.loading import WeightsError
-    from tf_deraindrop.utils.files import remove_stale_partials
 
     try:
         model = _load(args)
         _check_carry_state(args, model, jobs)
     except WeightsError as err:
         return fail(err)
-    os.makedirs(args.output, exist_ok=True)
     remove_stale_partials(args.output)  # of an earlier run killed mid-write
     return _derain(model, jobs, args, video_options)
 

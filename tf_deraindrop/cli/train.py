@@ -298,6 +298,36 @@ def _report(result, elapsed: float) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _nan_message(result, config) -> str:
+    """What a NaN stop means and what to do: resume, or change the settings when it recurs."""
+    stopped = f"a loss became NaN or infinite; training stopped at step {result.step}."
+    rates = f"--g-lr {config.g_lr:g} --d-lr {config.d_lr:g}"
+    lower = f"--g-lr {config.g_lr / 10:g} --d-lr {config.d_lr / 10:g}"
+    if result.stopped_again_from is not None:
+        origin = (
+            f"checkpoint ckpt-{result.stopped_again_from}, which was confirmed sane and is kept"
+            if result.stopped_again_from
+            else "step 0"
+        )
+        return (
+            f"{stopped} It blew up again after resuming from {origin}: the settings, not the "
+            f"weights, are the cause. The learning rates in force are {rates} (kept in "
+            f"{os.path.join(result.out_dir, 'config.json')} for this run); run the same command "
+            f"with lower ones, such as {lower}, or with --precision float32."
+        )
+    if result.resume_checkpoint:
+        resume = (
+            f"resumes from {os.path.basename(result.resume_checkpoint)}, the newest checkpoint "
+            "whose following steps stayed sane"
+        )
+    else:
+        resume = "resumes from step 0: no checkpoint was confirmed sane"
+    return (
+        f"{stopped} Running the same command again {resume}. If it blows up again, lower the "
+        f"learning rates ({rates} now) or use --precision float32."
+    )
+
+
 def _op_error_summary(err) -> str:
     """The informative lines of a TensorFlow runtime error, without its node trace."""
     noise = ("Graph execution error", "Detected at node", "File ", "[[", "The error could be")
@@ -358,14 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     if result.stopped_on_nan:
-        resume_from = result.resume_checkpoint or "step 0 (no checkpoint was confirmed sane)"
-        print(
-            f"error: a loss became NaN or infinite; training stopped at step {result.step}. "
-            f"Running the same command again resumes from {resume_from}, the newest checkpoint "
-            "whose following steps stayed sane; consider a lower learning rate "
-            "(--g-lr/--d-lr) or --precision float32.",
-            file=sys.stderr,
-        )
+        print(f"error: {_nan_message(result, config)}", file=sys.stderr)
         return EXIT_NAN
     _report(result, time.monotonic() - start)
     return EXIT_OK

@@ -80,7 +80,8 @@ def _convert_model(
     import shutil
 
     workdir = os.path.dirname(os.path.abspath(output)) if output else None
-    saved_model = tempfile.mkdtemp(prefix=f".derain_export.partial{os.getpid()}.", dir=workdir)
+    with _writing(output or tempfile.gettempdir(), "its SavedModel on the way"):
+        saved_model = tempfile.mkdtemp(prefix=f".derain_export.partial{os.getpid()}.", dir=workdir)
     try:
         in_graph_uint8 = uint8_io and quantize != "int8"
         with _writing(output or saved_model, "its SavedModel on the way"):
@@ -174,9 +175,10 @@ def export_tflite(
     )
     images.fine_tuning = load_qat_images(int8)
     workdir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(workdir, exist_ok=True)
+    with _writing(output):
+        os.makedirs(workdir, exist_ok=True)
     remove_stale_partials(workdir)  # what an export killed there left
-    with atomic_path(output) as partial:
+    with _writing(output), atomic_path(output) as partial:
         start = time.perf_counter()
         source, calibration = _source(generator, quantize, images, int8, progress)
         model = _convert_model(

@@ -56,6 +56,7 @@ def load_generator(path: str | os.PathLike):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Generator weights not found: {path}")
+    _check_kind(path)
     if path.endswith(".keras"):
         try:
             model = keras.models.load_model(path, compile=False)
@@ -78,6 +79,30 @@ def load_generator(path: str | os.PathLike):
     from tf_deraindrop.official.checkpoint import import_official_checkpoint
 
     return import_official_checkpoint(path)
+
+
+def _check_kind(path: str) -> None:
+    """ValueError saying what `path` is when it cannot hold generator weights (from its bytes)."""
+    from tf_deraindrop.utils.sniff import ACCEPTED_WEIGHTS, file_kind, is_zip
+
+    if path.endswith(".keras"):
+        if not is_zip(path):
+            raise ValueError(
+                f"{path} is not a Keras zip file (it is {file_kind(path)}); a .keras file is "
+                "the zip that keras.Model.save writes"
+            )
+        return
+    if path.endswith(".weights.h5"):
+        return
+    kind = file_kind(path)
+    if kind in ("a Python pickle", "a PyTorch checkpoint (zip)"):
+        return
+    hint = (
+        "; a .tflite export runs with deraindrop predict and deraindrop benchmark"
+        if "TensorFlow Lite" in kind
+        else ""
+    )
+    raise ValueError(f"{path} is {kind}, not generator weights: give {ACCEPTED_WEIGHTS}{hint}")
 
 
 def load_generator_weights(path: str | os.PathLike):

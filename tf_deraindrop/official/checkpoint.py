@@ -12,11 +12,13 @@ on RGB. Which tensor goes to which layer, and how, is
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
 from tf_deraindrop.models import Generator
 from tf_deraindrop.official.names import generator_layers, keras_weights, official_shapes
+from tf_deraindrop.utils.sniff import file_kind
 
 __all__ = [
     "CheckpointError",
@@ -53,14 +55,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
+    kind = file_kind(path)
+    if kind not in ("a Python pickle", "a PyTorch checkpoint (zip)"):
+        raise CheckpointError(
+            f"{path} is {kind}, not a PyTorch checkpoint: give the authors' gen.pkl"
+        )
     torch = _torch_module()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Said of a pickle that is then refused anyway, with its own message.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint that can be read safely "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from err
+        raise CheckpointError(_unsafe_load_message(path, err)) from err
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -75,6 +82,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         name = key[len("module.") :] if key.startswith("module.") else key
         state[name] = value.detach().cpu().float().numpy()
     return state
+
+
+def _unsafe_load_message(path: str, err: Exception) -> str:
+    """Why `torch.load(weights_only=True)` refused `path`, without torch's advice to unpickle."""
+    text = str(err)
+    if "weights_only" in text or "Unsupported global" in text:
+        return (
+            f"{path} holds Python objects besides tensors; they are not loaded, since "
+            "unpickling them could run any code. Save the generator's state_dict "
+            "(torch.save(model.state_dict(), 'gen.pkl')) and give that file."
+        )
+    first = text.splitlines()[0] if text else ""
+    return f"{path} is not a PyTorch checkpoint that can be read ({type(err).__name__}: {first})"
 
 
 def check_state_dict(state: dict[str, np.ndarray], source: str = "checkpoint") -> None:

@@ -330,14 +330,32 @@ def synthesize_dataset(
                 rng = np.random.default_rng([seed, i, j])
                 clean = photo if size is None else fit_to_size(photo, size, rng)
                 rainy, mask = render_raindrops(clean, seed=rng, **params)
-                # The mask and the rainy image go first, the clean image last,
-                # so a pair whose gt file exists is complete.
-                write_image(out_dir / "mask" / f"{index}_mask.png", mask.astype(np.uint8) * 255)
-                write_image(out_dir / "data" / f"{index}_rain.png", rainy)
-                write_image(out_dir / "gt" / f"{index}_clean.png", clean)
+                _write_pair(out_dir, index, mask.astype(np.uint8) * 255, rainy, clean)
                 index += 1
                 written += 1
                 bar.update(1)
     finally:
         bar.close()
     return written
+
+
+def _write_pair(out_dir: Path, index: int, mask, rainy, clean) -> None:
+    """Writes one pair's files; when one fails (a full disk), removes those already written.
+
+    The mask and the rainy image go first, the clean image last, so a pair
+    whose gt file exists is complete.
+    """
+    written = []
+    try:
+        for folder, name, image in (
+            ("mask", "mask", mask),
+            ("data", "rain", rainy),
+            ("gt", "clean", clean),
+        ):
+            path = out_dir / folder / f"{index}_{name}.png"
+            write_image(path, image)
+            written.append(path)
+    except OSError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise

@@ -95,12 +95,14 @@ def restore(gan, config: TrainConfig, directory: str, init, resume: bool | None 
     With nothing to restore, the run starts at step 0 from `init`'s weights
     (`finetune.InitialWeights`), if it names any.
     """
-    from tf_deraindrop.training.checkpoints import ResumeError, restore_run
+    from tf_deraindrop.training.checkpoints import ResumeError, restore_run, start_over
     from tf_deraindrop.training.gan import has_named_weights
 
     def matching(prefix: str):
         return gan.checkpoint(named_weights=has_named_weights(prefix))
 
+    if resume is False:
+        start_over(directory)  # a NaN stop with no checkpoint leaves only its record
     try:
         restored = restore_run(matching, directory) if resume is not False else None
     except ResumeError as err:

@@ -35,8 +35,19 @@ def export_generator(generator: keras.Model, path: str | os.PathLike) -> None:
     at full speed on CPUs and converts cleanly to TFLite.
     """
     copy = float32_generator(generator, copy=True)
-    with atomic_path(path) as tmp:
-        copy.save(tmp)
+    try:
+        with atomic_path(path) as tmp:
+            copy.save(tmp)
+    except OSError as err:
+        raise ModelWriteError(
+            f"could not write the generator {os.fspath(path)}: {err.strerror or err}; nothing "
+            "partial was left. Free some space and run the same command again (the "
+            "checkpoints are kept)."
+        ) from err
+
+
+class ModelWriteError(OSError):
+    """The generator's `.keras` file could not be written; the message names it and why."""
 
 
 class BestGeneratorSaver(keras.callbacks.Callback):

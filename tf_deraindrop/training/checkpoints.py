@@ -11,14 +11,20 @@ in `checkpoints/damaged/` with a warning, and the run resumes from the newest
 one that reads. Nothing is deleted: both folders are left for inspection.
 
 The records live in `checkpoints/health.json`:
-`{"confirmed": [steps], "pending": [steps], "nan_stop": {"step", "last_sane"} | null,
-"rolled_back_to": step | null}`.
+`{"confirmed": [steps], "pending": [steps],
+"nan_stop": {"step", "last_sane", "again_from"} | null, "rolled_back_to": step | null}`.
+`rolled_back_to` is the step a resume after a NaN stop started from (0: from
+scratch) until a newer checkpoint is confirmed; a NaN stop before that is
+recorded with `again_from`: the settings (a learning rate, say) are at fault,
+and the confirmed checkpoints stay confirmed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import logging
 import math
 import os
 import shutil
@@ -248,12 +254,14 @@ class CheckpointSaver(keras.callbacks.Callback):
             self.save()
 
     def _record_nan_stop(self) -> None:
-        rolled_back_to = self.health["rolled_back_to"]
-        if rolled_back_to is not None:
-            # Blew up again before confirming anything new: that checkpoint is
-            # not good enough either; the next resume goes further back.
-            self.health["confirmed"] = [s for s in self.health["confirmed"] if s != rolled_back_to]
-        self.health["nan_stop"] = {"step": self.watch.stopped_at, "last_sane": self.watch.last_sane}
+        # Blowing up again from the checkpoint a roll-back started from (before
+        # confirming anything new) says the settings are at fault, not that
+        # checkpoint: it stays confirmed, and the record says so (`again_from`).
+        self.health["nan_stop"] = {
+            "step": self.watch.stopped_at,
+            "last_sane": self.watch.last_sane,
+            "again_from": self.health["rolled_back_to"],
+        }
         self.health["pending"] = []
         self.health.write()
 
@@ -264,6 +272,15 @@ class CheckpointSaver(keras.callbacks.Callback):
     def resume_point(self) -> str | None:
         """The checkpoint a resume after a NaN stop would start from (for messages)."""
         return _newest_confirmed(self.manager.directory, self.health)
+
+    def stopped_again_from(self) -> int | None:
+        """After a NaN stop: the step of the roll-back this run started from, if it was one.
+
+        Not None means that the run blew up again from a checkpoint confirmed
+        sane (0: from the start), so the settings are at fault, not the weights.
+        """
+        nan_stop = self.health["nan_stop"] or {}
+        return nan_stop.get("again_from")
 
 
 def _prefix_step(prefix: str) -> int:
@@ -295,19 +312,42 @@ def _set_aside(prefixes: Sequence[str], directory: str, folder: str) -> None:
             shutil.move(path, os.path.join(target, os.path.basename(path)))
 
 
+@contextlib.contextmanager
+def _tf_log_quiet():
+    """TensorFlow's Python log at errors only, for the calls inside."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _index_lists(directory: str, prefixes: Sequence[str]) -> bool:
+    """Whether the `checkpoint` index reads and lists `prefixes` (the manager rotates those)."""
+    with _tf_log_quiet():  # a damaged index is reported below, not as a parse error
+        state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return False
+    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths}
+    return {os.path.basename(p) for p in prefixes} <= listed
+
+
 def _rewrite_index(directory: str, keep: Sequence[str]) -> None:
     """Rewrites the `checkpoint` index file to list only `keep` (newest last)."""
     if keep:
         # Timestamps after the "last preserved" one keep them in the manager's
         # rotation (older ones would be kept forever).
         stamps = [os.path.getmtime(p + ".index") for p in keep]
-        tf.compat.v1.train.update_checkpoint_state(
-            directory,
-            model_checkpoint_path=os.path.basename(keep[-1]),
-            all_model_checkpoint_paths=[os.path.basename(p) for p in keep],
-            all_model_checkpoint_timestamps=stamps,
-            last_preserved_timestamp=min(stamps) - 1.0,
-        )
+        with _tf_log_quiet():  # its deprecation notice, which says nothing to a user
+            tf.compat.v1.train.update_checkpoint_state(
+                directory,
+                model_checkpoint_path=os.path.basename(keep[-1]),
+                all_model_checkpoint_paths=[os.path.basename(p) for p in keep],
+                all_model_checkpoint_timestamps=stamps,
+                last_preserved_timestamp=min(stamps) - 1.0,
+            )
     elif os.path.isfile(os.path.join(directory, "checkpoint")):
         os.remove(os.path.join(directory, "checkpoint"))
 
@@ -332,9 +372,29 @@ def _roll_back(directory: str, health: Health, candidates: list[str]) -> list[st
     )
     health["nan_stop"] = None
     health["pending"] = []
-    health["rolled_back_to"] = _prefix_step(good) if good else None
+    health["rolled_back_to"] = _prefix_step(good) if good else 0
     health.write()
     return [p for p in candidates if p not in later]
+
+
+def start_over(directory: str, health: Health | None = None) -> None:
+    """A run starting from step 0 closes the record of a NaN stop that left no checkpoint.
+
+    Left in place, the record would make a later resume roll a finished run back.
+    """
+    health = health or Health(directory)
+    if health["nan_stop"] is None:
+        return
+    print(
+        f"The last run stopped on a non-finite loss at step {health['nan_stop']['step']} before "
+        "saving a checkpoint: training starts again from step 0.",
+        file=sys.stderr,
+        flush=True,
+    )
+    health["nan_stop"] = None
+    health["pending"] = []
+    health["rolled_back_to"] = 0
+    health.write()
 
 
 def _restore_newest_readable(checkpoint, directory: str, candidates: list[str]) -> str | None:
@@ -391,9 +451,23 @@ def restore_run(
     """
     health = Health(directory)
     candidates = existing_checkpoints(directory)
-    if candidates and health["nan_stop"] is not None:
+    if not candidates and health["nan_stop"] is not None:
+        start_over(directory, health)
+    elif candidates and health["nan_stop"] is not None:
         kept = _roll_back(directory, health, candidates)
         if len(kept) < len(candidates):
             _rewrite_index(directory, kept)
         candidates = kept
-    return _restore_newest_readable(checkpoint, directory, candidates)
+    restored = _restore_newest_readable(checkpoint, directory, candidates)
+    if restored is not None:
+        kept = [p for p in candidates if _prefix_step(p) <= _prefix_step(restored)]
+        if not _index_lists(directory, kept):
+            # Unlisted checkpoints would never be rotated out.
+            print(
+                f"WARNING: the checkpoint index {os.path.join(directory, 'checkpoint')} is "
+                "missing or damaged; rebuilt it from the checkpoint files.",
+                file=sys.stderr,
+                flush=True,
+            )
+            _rewrite_index(directory, kept)
+    return restored

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from tf_deraindrop.utils.files import atomic_path
 #: The default mask recipe (docs/architecture.md, section 6): max over channels of
 #: |I - B| >= 30/255.
 DEFAULT_MASK_THRESHOLD = DEFAULT_THRESHOLD
+#: The largest seed NumPy and Keras take (2**32 - 1).
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -125,7 +128,14 @@ class TrainConfig:
         need(0.0 <= self.mask_threshold <= 1.0, "mask_threshold", "must be in [0, 1].")
         need(len(self.lambdas) == 3, "lambdas", "needs three weights (1/4, 1/2, full size).")
         for name in ("g_lr", "d_lr"):
-            need(getattr(self, name) >= 0, name, "must not be negative.")
+            value = getattr(self, name)
+            need(math.isfinite(value), name, f"must be a finite number, not {value}.")
+            need(value >= 0, name, "must not be negative.")
+        need(
+            self.seed is None or 0 <= self.seed <= MAX_SEED,
+            "seed",
+            f"must be a whole number from 0 to {MAX_SEED}.",
+        )
         for name in ("beta_1", "beta_2"):
             need(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1).")
         need(self.lr_decay_steps >= 0, "lr_decay_steps", "must be 0 (off) or positive.")
@@ -181,7 +191,7 @@ def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
                 raise TypeError("expected a number")
             return float(value)
         return str(value)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ConfigError(f"{source}: bad value for '{name}': {value!r} ({err}).") from err
 
 
@@ -197,6 +207,11 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
             values = tomllib.load(f)
     except FileNotFoundError as err:
         raise ConfigError(f"--config: file not found: {path}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"--config: {path} is not a TOML file: it is not UTF-8 text "
+            f"(byte {err.start} is {err.object[err.start : err.start + 1]!r})"
+        ) from err
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"--config: cannot read {path}: {err}") from err
     if set(values) == {"train"} and isinstance(values["train"], dict):

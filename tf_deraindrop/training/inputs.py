@@ -73,11 +73,41 @@ def _checked(pairs: list, config: TrainConfig, what: str) -> list:
         if not config.skip_bad:
             raise
         good = []
+    if config.skip_bad:
+        good = _decodable(good)
     if not good:
         warnings.warn(
             f"No usable {what} pair; training without {what}.", data.DatasetWarning, stacklevel=3
         )
     return list(good)
+
+
+def _decodable(pairs: list) -> list:
+    """With --skip-bad: `pairs` less those whose pixel data cannot be decoded, named in a warning.
+
+    The header checks pass such a file (valid chunks and checksums); the data
+    pipeline would drop it silently while the run still counted it.
+    """
+    from tf_deraindrop.utils.images import ImageReadError, read_image
+
+    good, bad = [], []
+    for pair in pairs:
+        try:
+            for path in (pair.rainy, pair.clean, pair.mask):
+                if path is not None:
+                    read_image(path)
+        except ImageReadError as err:
+            bad.append(f"  {err}")
+            continue
+        good.append(pair)
+    if bad:
+        warnings.warn(
+            f"Skipped {len(bad)} of {len(pairs)} pairs whose pixel data cannot be decoded:\n"
+            + "\n".join(bad),
+            data.DatasetWarning,
+            stacklevel=4,
+        )
+    return good
 
 
 @dataclasses.dataclass

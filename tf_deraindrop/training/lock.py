@@ -38,6 +38,8 @@ class RunLock:
         self.out_dir = os.fspath(out_dir)
         self.path = os.path.join(self.out_dir, LOCK_FILE)
         self._fd: int | None = None
+        #: Whether `acquire` made the lock file (a failed run then removes it).
+        self.created = False
 
     def _holder(self) -> dict:
         try:
@@ -54,8 +56,19 @@ class RunLock:
             RunLockedError: another live process holds it.
         """
         os.makedirs(self.out_dir, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        holder = self._holder()
+        while True:
+            self.created = not os.path.exists(self.path)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            holder = self._holder()
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            if self._same_file():
+                break
+            # Its holder removed the file (a failed first run) after we opened it: again.
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -90,12 +103,26 @@ class RunLock:
         os.fsync(self._fd)
         return self
 
-    def release(self) -> None:
-        """Empties the lock file (a clean exit leaves no holder named) and unlocks it."""
+    def _same_file(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self, failed: bool = False) -> None:
+        """Empties the lock file (a clean exit leaves no holder named) and unlocks it.
+
+        Args:
+            failed: the run failed; a lock file this run created is removed
+                (still locked: a process waiting on it tries again).
+        """
         if self._fd is None:
             return
         try:
-            os.ftruncate(self._fd, 0)
+            if failed and self.created:
+                os.remove(self.path)
+            else:
+                os.ftruncate(self._fd, 0)
         except OSError:
             pass
         fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -105,5 +132,5 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, kind, value, traceback) -> None:
+        self.release(failed=kind is not None)

@@ -37,6 +37,9 @@ class TrainResult:
     sample_path: str | None
     perceptual: bool
     history: dict[str, list[float]]
+    #: After a NaN stop: the step of the confirmed checkpoint (0: the start) that
+    #: this run had rolled back to and blew up from again (then the settings are at fault).
+    stopped_again_from: int | None = None
 
 
 @dataclasses.dataclass
@@ -349,6 +352,7 @@ class _RunCallbacks:
             stopped_on_nan=self.watch.stopped_at is not None,
             last_checkpoint=manager.latest_checkpoint if chief else None,
             resume_checkpoint=self.saver.resume_point() if chief else None,
+            stopped_again_from=self.saver.stopped_again_from() if chief else None,
             generator_path=_existing(self.generator_path) if chief else None,
             sample_path=_existing(os.path.join(self.out_dir, "samples", "latest.png"))
             if chief

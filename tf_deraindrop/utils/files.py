@@ -105,3 +105,34 @@ def _running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True  # another user's process (or not a pid at all: keep it)
     return True
+
+
+class FolderWriteError(OSError):
+    """An output folder that cannot be created or written; the message names it and why."""
+
+
+def ensure_writable_folder(path: str | os.PathLike, what: str = "") -> str:
+    """Creates the folder `path` if needed and checks that a file can be written in it.
+
+    Called before a long job (loading a model, training) so that a read-only
+    or misspelled output fails at once. Returns the path.
+
+    Args:
+        path: the folder.
+        what: how the user named it, e.g. `"--output "`.
+
+    Raises:
+        FolderWriteError: it cannot be created or written (read-only filesystem,
+            no permission, a file in the way); the message names it.
+    """
+    import tempfile
+
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.partial", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise FolderWriteError(f"{what}{path}: cannot write there ({err.strerror or err})") from err
+    return path

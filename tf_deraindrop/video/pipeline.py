@@ -18,7 +18,12 @@ from tf_deraindrop.video.passthrough import OutputPlan, output_format, try_strea
 from tf_deraindrop.video.plan import VideoPlan, plan_video
 from tf_deraindrop.video.probing import VideoInfo
 from tf_deraindrop.video.reader import DecodeStatus
-from tf_deraindrop.video.report import VideoResult, progress_bar, report_decoding
+from tf_deraindrop.video.report import (
+    VideoResult,
+    finish_bar,
+    progress_bar,
+    report_decoding,
+)
 from tf_deraindrop.video.stages import COMPARE_GAP, Stages
 from tf_deraindrop.video.writer import OutputExistsError, VideoWriter
 
@@ -146,6 +151,7 @@ def derain_video(
     began = time.perf_counter()
     try:
         stages.run()
+        finish_bar(bar)
     finally:
         bar.close()
     result.seconds = time.perf_counter() - began

@@ -80,6 +80,24 @@ def progress_bar(total: int | None, input: str, progress: bool):
     )
 
 
+def grow_bar(bar) -> None:
+    """Counts one more frame, raising the bar's total when the estimate was short."""
+    if bar.total is not None and bar.n >= bar.total:
+        bar.total = bar.n + 1
+    bar.update(1)
+
+
+def finish_bar(bar) -> None:
+    """At the end of a video: the total is the frames written, so the bar ends at 100%.
+
+    A total from the duration and the nominal rate overcounts a video with
+    gaps in time (or one of variable rate).
+    """
+    if bar.total != bar.n:
+        bar.total = bar.n
+        bar.refresh()
+
+
 def report_decoding(
     result: VideoResult,
     info: VideoInfo,

@@ -19,7 +19,7 @@ from tf_deraindrop.video.frame_model import FrameModel
 from tf_deraindrop.video.passthrough import shift_packet
 from tf_deraindrop.video.probing import VideoError, VideoInfo
 from tf_deraindrop.video.reader import DecodeStatus, RGBConverter, demux
-from tf_deraindrop.video.report import VideoResult
+from tf_deraindrop.video.report import VideoResult, grow_bar
 from tf_deraindrop.video.writer import VideoWriter
 
 #: Frames waiting between two threads. Each is one frame (a few MB at 720p).
@@ -220,4 +220,4 @@ class Stages:
 
             self.writers["attention"].write(attention_heatmap(attention_map), pts, step)
         self.result.frames += 1
-        self.bar.update(1)
+        grow_bar(self.bar)

@@ -112,7 +112,10 @@ class VideoWriter:
         self.time_base = Fraction(time_base)
         self.temporary = temporary_name(self.path)
         directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise VideoWriteError(describe_os_error(self.path, err)) from err
         self._container = None
         self._last_pts = None
         self._color = color
@@ -245,7 +248,7 @@ class VideoWriter:
             self._container = None
         try:
             os.remove(self.temporary)
-        except FileNotFoundError:
+        except OSError:  # not there (a read-only folder, say): nothing to remove
             pass
 
     def __enter__(self) -> VideoWriter:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
+
+from tf_deraindrop.training.config import MAX_SEED
 
 
 class DistillError(ValueError):
@@ -77,6 +80,12 @@ class DistillConfig:
         need(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1).")
         need(self.frame_every > 0, "frame_every", "must be a positive number of seconds.")
         need(self.lr > 0 and self.d_lr > 0, "lr", "learning rates must be positive.")
+        need(math.isfinite(self.lr) and math.isfinite(self.d_lr), "lr", "must be finite numbers.")
+        need(
+            self.seed is None or 0 <= self.seed <= MAX_SEED,
+            "seed",
+            f"must be a whole number from 0 to {MAX_SEED}.",
+        )
         need(len(self.lambdas) == 3, "lambdas", "needs three weights (1/4, 1/2, full size).")
         for name in ("attention_weight", "gt_weight", "perceptual_weight", "gan_weight"):
             need(getattr(self, name) >= 0, name, "must be zero or more.")

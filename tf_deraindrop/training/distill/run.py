@@ -180,13 +180,17 @@ def distill(config: DistillConfig, verbose: str | int = "auto") -> DistillResult
     from tf_deraindrop.training.distribute import resolve_precision
     from tf_deraindrop.training.lock import RunLock
     from tf_deraindrop.training.run import Schedule, fit_epochs
+    from tf_deraindrop.utils.files import FolderWriteError, ensure_writable_folder
 
     config = config.validated()
     if config.seed is None:
         config = dataclasses.replace(config, seed=int(np.random.default_rng().integers(2**31 - 1)))
     out = config.out_dir
     teacher = load_teacher(config.teacher)  # a bad teacher fails before any data work
-    os.makedirs(out, exist_ok=True)
+    try:
+        ensure_writable_folder(out, "--out-dir ")
+    except FolderWriteError as err:
+        raise DistillError(str(err)) from err
     with RunLock(out):
         keras.utils.set_random_seed(config.seed)
         inputs = DistillInputs.prepare(config, teacher)
@@ -233,4 +237,5 @@ def main_errors() -> tuple[type[BaseException], ...]:
     from tf_deraindrop.training.checkpoints import CheckpointWriteError
     from tf_deraindrop.training.lock import RunLockedError
 
-    return (DistillError, RunLockedError, CheckpointWriteError)
+    # OSError: a write that fails on a full disk or a read-only folder (the message names it).
+    return (DistillError, RunLockedError, CheckpointWriteError, OSError)

@@ -63,7 +63,10 @@ class TeacherCache:
 
     def __init__(self, folder: str):
         self.folder = folder
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise DistillError(f"{folder}: cannot write the teacher cache ({_why(err)})") from err
         remove_stale_partials(folder)  # of a run killed while filling it
 
     def path(self, example: Example) -> str:
@@ -83,9 +86,20 @@ class TeacherCache:
             arrays = [result["outputs"][0], result["outputs"][1], result["outputs"][2]]
             arrays.append(result["attention"][-1])
             values = {k: np.asarray(a)[0].astype(np.float16) for k, a in zip(self.KEYS, arrays)}
-            with atomic_path(self.path(example)) as tmp:
-                np.savez(tmp, **values)
+            path = self.path(example)
+            try:
+                with atomic_path(path) as tmp:
+                    np.savez(tmp, **values)
+            except OSError as err:
+                raise DistillError(
+                    f"{path}: cannot write the teacher's outputs ({_why(err)}); nothing partial "
+                    "was left. Free some space and run the same command again."
+                ) from err
 
     def get(self, example: Example) -> dict[str, np.ndarray]:
         with np.load(self.path(example)) as data:
             return {k: data[k].astype(np.float32) for k in self.KEYS}
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err)
