@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_stale_partials,
     )
 
+    made_output = not os.path.isdir(args.output)
     try:
         # Before the model loads: a folder that cannot be written fails at once.
         ensure_writable_folder(args.output, "--output ")
@@ -240,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         model = _load(args)
         _check_carry_state(args, model, jobs)
     except WeightsError as err:
+        if made_output:
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output)  # made by the check above, still empty
         return fail(err)
     remove_stale_partials(args.output)  # of an earlier run killed mid-write
     return _derain(model, jobs, args, video_options)
