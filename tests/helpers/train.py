@@ -118,3 +118,10 @@ def kill_at_first_checkpoint(command: list[str], out_dir: str | os.PathLike, tim
     finally:
         process.kill()
         process.wait(30)
+
+
+def checkpoint_steps(out_dir: str | os.PathLike) -> list[int]:
+    """The steps of the checkpoints a run in `out_dir` kept, oldest first."""
+    from tf_deraindrop.training.checkpoints import existing_checkpoints
+
+    return [int(p.rsplit("-", 1)[1]) for p in existing_checkpoints(f"{out_dir}/checkpoints")]

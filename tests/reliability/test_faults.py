@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_robustness import leftovers
-from tests.train_helpers import REPO, env, make_pairs
+from tests.helpers.train import REPO, env, make_pairs
+from tests.reliability.test_robustness import leftovers
 
 
 def _mount_read_only(folder: Path) -> str | None:
@@ -56,7 +56,7 @@ def read_only(tmp_path_factory):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Tiny pairs, a photo, a video and a random generator."""
-    from tests.video_helpers import make_video
+    from tests.helpers.video import make_video
     from tf_deraindrop.models import Generator
 
     root = tmp_path_factory.mktemp("inputs")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.train_helpers import REPO, env, make_pairs
+from tests.helpers.train import REPO, env, make_pairs
 from tf_deraindrop.cli import distill as distill_cli
 from tf_deraindrop.cli import train as train_cli
 
@@ -123,7 +123,7 @@ def test_a_full_disk_while_writing_the_generator_names_the_file(tmp_path, monkey
 
 
 def test_skip_bad_names_and_counts_a_pair_with_corrupt_pixel_data(tmp_path):
-    from tests.test_training_reliability import _corrupt_pixel_data
+    from tests.reliability.test_training_reliability import _corrupt_pixel_data
     from tf_deraindrop.data import DatasetWarning, find_pairs
     from tf_deraindrop.training.config import TrainConfig
     from tf_deraindrop.training.inputs import _checked
@@ -150,7 +150,7 @@ def test_cli_warnings_print_the_message_without_the_source_line():
 def test_a_video_with_gaps_in_time_ends_its_bar_at_100_percent(tmp_path):
     import av
 
-    from tests.video_helpers import identity_model, scene
+    from tests.helpers.video import identity_model, scene
     from tf_deraindrop.video.pipeline import derain_video
 
     path = tmp_path / "gaps.mkv"  # Matroska: no frame count in the header

@@ -8,9 +8,8 @@ import os
 
 import pytest
 
-from tests.train_helpers import make_pairs, small_run_flags
+from tests.helpers.train import checkpoint_steps, make_pairs, small_run_flags
 from tf_deraindrop.cli import train as train_module
-from tf_deraindrop.training.checkpoints import existing_checkpoints
 
 HUGE_LR = {"g-lr": 1e4, "d-lr": 1e4}
 
@@ -22,10 +21,6 @@ def _flags(data_dir, out_dir, **overrides) -> list[str]:
 def _health(out_dir) -> dict:
     with open(os.path.join(out_dir, "checkpoints", "health.json"), encoding="utf-8") as f:
         return json.load(f)
-
-
-def _steps(out_dir) -> list[int]:
-    return [int(p.rsplit("-", 1)[1]) for p in existing_checkpoints(f"{out_dir}/checkpoints")]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def test_a_finished_run_after_a_nan_stop_without_checkpoint_resumes_where_it_end
     err = capsys.readouterr().err
     assert "resumes from step 0: no checkpoint was confirmed sane" in err
     assert "confirmed sane), the newest" not in err
-    assert not _steps(out)
+    assert not checkpoint_steps(out)
     assert train_module.main(_flags(pairs_dir, out, steps=4)) == 0
     captured = capsys.readouterr()
     assert "Trained steps 0 to 4" in captured.out
@@ -72,7 +67,7 @@ def test_a_repeated_blow_up_blames_the_settings_and_keeps_the_good_checkpoint(
     assert "the settings, not the weights, are the cause" in err
     assert "--g-lr 10000 --d-lr 10000" in err and "config.json" in err
     # Kept for the next try (at a lower rate): there, and still confirmed.
-    assert good in _health(out)["confirmed"] and good in _steps(out)
+    assert good in _health(out)["confirmed"] and good in checkpoint_steps(out)
     assert _health(out)["nan_stop"]["again_from"] == good
 
 

@@ -15,19 +15,21 @@ import zlib
 
 import pytest
 
-from tests.helpers.train import REPO, env, make_pairs, small_run_flags, train_command
+from tests.helpers.train import (
+    REPO,
+    checkpoint_steps,
+    env,
+    make_pairs,
+    small_run_flags,
+    train_command,
+)
 from tf_deraindrop.cli import train as train_module
 from tf_deraindrop.data import DatasetWarning
-from tf_deraindrop.training.checkpoints import existing_checkpoints
 from tf_deraindrop.training.lock import RunLock
 
 
 def _flags(data_dir, out_dir, **overrides) -> list[str]:
     return small_run_flags(data_dir, out_dir, **{"seed": 3, **overrides})
-
-
-def _steps(out_dir) -> list[int]:
-    return [int(p.rsplit("-", 1)[1]) for p in existing_checkpoints(f"{out_dir}/checkpoints")]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_after_a_spike_with_a_huge_learning_rate_a_resume_at_the_normal_rate_tra
     assert train_module.main(_flags(pairs_dir, out, steps=10, **{"g-lr": 2e-4, "d-lr": 2e-4})) == 0
     err = capsys.readouterr().err
     assert "resuming from ckpt-" in err
-    assert max(_steps(out)) == 10
+    assert max(checkpoint_steps(out)) == 10
     assert os.listdir(os.path.join(out, "checkpoints", "rejected"))
     health = json.load(open(os.path.join(out, "checkpoints", "health.json")))
     assert health["nan_stop"] is None
@@ -59,7 +61,7 @@ def test_after_a_spike_with_a_huge_learning_rate_a_resume_at_the_normal_rate_tra
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(pairs_dir, tmp_path, capsys):
     out = str(tmp_path / "damaged")
     assert train_module.main(_flags(pairs_dir, out, steps=4)) == 0
-    assert _steps(out) == [2, 3, 4]
+    assert checkpoint_steps(out) == [2, 3, 4]
     (data,) = glob.glob(os.path.join(out, "checkpoints", "ckpt-4.data-*"))
     with open(data, "r+b") as f:
         f.truncate(os.path.getsize(data) // 2)
@@ -68,7 +70,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(pairs_dir,
     assert "ckpt-4 cannot be read" in err and "resuming from ckpt-3" in err
     # The damaged checkpoint is kept aside, not deleted, and the run went on from step 3.
     assert os.path.isfile(os.path.join(out, "checkpoints", "damaged", os.path.basename(data)))
-    assert max(_steps(out)) == 5
+    assert max(checkpoint_steps(out)) == 5
     # When no checkpoint reads at all: exit 2 with advice, nothing moved.
     for path in glob.glob(os.path.join(out, "checkpoints", "ckpt-*.data-*")):
         with open(path, "r+b") as f:
@@ -76,7 +78,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(pairs_dir,
     assert train_module.main(_flags(pairs_dir, out, steps=6)) == 2
     err = capsys.readouterr().err
     assert "no checkpoint can be read" in err and "--out-dir" in err
-    assert len(_steps(out)) == 3
+    assert len(checkpoint_steps(out)) == 3
 
 
 def test_a_second_run_on_the_same_out_dir_exits_2_naming_the_holder(pairs_dir, tmp_path, capsys):
