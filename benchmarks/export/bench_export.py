@@ -11,6 +11,9 @@ the float32 matrix-multiply rate numpy reaches on the same threads.
 
 int8 calibrates on case1.jpg and holds case2.jpg out (both are reported): the
 photos of `--data DIR`/real_raindrops, or synthetic scenes without `--data`.
+With mode none, a row quantizes that float32 `.tflite` with Google's
+ai-edge-quantizer (static int8, the same calibration samples: aeq_row.py);
+without the package (`pip install -e .[compare]`) the row says it was skipped.
 Each engine runs in its own process, with its thread count set at start.
 
     python benchmarks/export/bench_export.py                      # 480 x 720, 2 threads
@@ -38,6 +41,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from benchmarks.common import add_data_flag, generator_macs  # noqa: E402
+from benchmarks.export import aeq_row  # noqa: E402
 
 MODES = ("none", "float16", "dynamic", "int8")
 
@@ -234,6 +238,9 @@ def print_table(label: str, rows: list[dict], floor_s: float | None, test_names)
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
+        if "skipped" in r:
+            print(f"| {r['engine']} | {r['skipped']} |")
+            continue
         psnrs = " / ".join(f"{p:.1f}" for p in r["psnr"]) if "psnr" in r else "(reference)"
         err = f"{r['max_error']:.3g}" if "max_error" in r else "-"
         line = (
@@ -366,6 +373,9 @@ def main() -> None:
         timed = not args.no_speed and (index == 0 or label.startswith("trained"))
         run_args = argparse.Namespace(**{**vars(args), "no_speed": not timed})
         rows = run_generator(f"g{index}", generator, path, run_args, folder, tests, workdir)
+        if "none" in args.modes:  # Keras and PyTorch rows stay last
+            float_path = os.path.join(workdir, f"g{index}_none.tflite")
+            rows.insert(-2, aeq_row.aeq_row(generator, float_path, folder, tests, run_args))
         all_rows[label] = rows
         print_table(label, rows, floor_s if timed else None, names)
     print(f"\n(*) int8 calibrated on case1; case2 held out. {h} x {w}, {args.threads} threads")
@@ -377,7 +387,11 @@ def main() -> None:
     if args.weights:
         for line in goals(all_rows[generators[-1][0]], floor_s):
             print("  trained: " + line)
+    for label, rows in all_rows.items():
+        for line in aeq_row.comparison(rows, names):
+            print(f"  {label}: {line}")
     print(f"\nkeras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}")
+    print(f"{aeq_row.versions()}\n{aeq_row.cpu_line()}")
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
 
