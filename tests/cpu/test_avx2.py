@@ -150,7 +150,7 @@ def test_predict_says_its_fast_paths_in_one_line(fake_cpu, monkeypatch, tmp_path
     lines = capsys.readouterr().out.splitlines()
     paths = [line for line in lines if line.startswith("Fast paths:")]
     assert len(paths) == 1 and lines.index(paths[0]) < lines.index(
-        next(line for line in lines if line.startswith("Precision:"))
+        next(line for line in lines if line.startswith("Engine:"))
     )
     assert "oneDNN off" in paths[0] and "int8 without VNNI" in paths[0]
-    assert "Precision: float32 (the CPU has no avx512_bf16 or amx_bf16)" in lines
+    assert "Engine: Keras, float32 (the CPU has no avx512_bf16 or amx_bf16)" in lines
