@@ -2,7 +2,7 @@
 
 For every real rainy/clean pair (Raindrop layout: `data/N_rain.png`,
 `gt/N_clean.png`) the drops are measured (`realism_stats`), then the old
-renderer (`tf_deraindrop.synthetic.raindrops`) and the new one (`tf_deraindrop.synthetic`)
+renderer (`tf_deraindrop.synthetic.classic`) and the new one (`tf_deraindrop.synthetic`)
 render drops on the same clean image for several seeds and are measured the
 same way (the mask from the rainy-clean difference, never the renderer's).
 The table gives the real value, its band (per-drop 10th-90th percentile, or
@@ -28,7 +28,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 from realism_stats import STATS, pair_stats, reference_band  # noqa: E402
 
-from tf_deraindrop.synthetic.raindrops import render_raindrops as render_old  # noqa: E402
+from tf_deraindrop.synthetic.classic import render_raindrops as render_old  # noqa: E402
 from tf_deraindrop.synthetic.render import render_raindrops as render_new  # noqa: E402
 from tf_deraindrop.utils.images import read_image  # noqa: E402
 

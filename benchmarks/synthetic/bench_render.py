@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from tf_deraindrop.synthetic.raindrops import render_raindrops as render_old  # noqa: E402
+from tf_deraindrop.synthetic.classic import render_raindrops as render_old  # noqa: E402
 from tf_deraindrop.synthetic.render import render_raindrops as render_new  # noqa: E402
 from tf_deraindrop.synthetic.synthesize import default_clean_images, fit_to_size  # noqa: E402
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'renderer':<34}{'ms/frame':>10}{'min':>9}{'max':>9}",
     ]
     for name, label in (
-        ("old", "old (tf_deraindrop.synthetic.raindrops)"),
+        ("old", "old (tf_deraindrop.synthetic.classic)"),
         ("new", f"new (synthetic, {args.preset})"),
     ):
         ms = 1000 * np.array(times[name])

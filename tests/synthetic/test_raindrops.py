@@ -1,4 +1,4 @@
-"""The raindrop renderer: determinism, the mask rule, realism statistics, bad input."""
+"""The classic raindrop renderer (kept for ablations): determinism, mask rule, statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from tf_deraindrop.data.masks import compute_mask
 from tf_deraindrop.metrics import psnr_y
-from tf_deraindrop.synthetic.raindrops import MIN_SIDE, render_raindrops
+from tf_deraindrop.synthetic.classic import MIN_SIDE, render_raindrops
 from tf_deraindrop.synthetic.synthesize import default_clean_images, fit_to_size
 from tf_deraindrop.utils.images import read_image, to_uint8
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tf_deraindrop.synthetic.presets import DEFAULT_PRESET, PRESETS
 from tf_deraindrop.synthetic.synthesize import (
     DEFAULT_EVERY,
     SynthesisError,
@@ -43,18 +44,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="resize and crop every photo to H x W first (random zoom and crop per pair)",
     )
     parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help="camera and glass set-up the drops are rendered for (default: "
+        f"{DEFAULT_PRESET}, the Raindrop dataset's DSLR behind a pane 2-5 cm away)",
+    )
+    parser.add_argument(
         "--coverage",
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        help="range of the fraction of the image covered by drops (default 0.06 0.30)",
+        help="range of the fraction of the glass wetted by drops (default: the preset's)",
     )
     parser.add_argument(
-        "--radius",
+        "--drop-radius",
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        help="range of drop radii as a fraction of the shorter side (default 0.01 0.08)",
+        help="range of drop radii on the glass, in millimetres (default: the preset's)",
     )
     parser.add_argument("--start-index", type=int, default=0, help="number of the first pair")
     parser.add_argument(
@@ -71,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = {}
     if args.coverage is not None:
         params["coverage"] = tuple(args.coverage)
-    if args.radius is not None:
-        params["radius"] = tuple(args.radius)
+    if args.drop_radius is not None:
+        params["drop_radius"] = tuple(args.drop_radius)
     try:
         if args.clean_dir is None:
             clean = default_clean_images()
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             start_index=args.start_index,
             on_error="skip" if args.keep_going else "raise",
+            preset=args.preset,
             **params,
         )
     except (SynthesisError, ValueError, TypeError) as err:

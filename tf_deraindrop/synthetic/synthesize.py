@@ -2,12 +2,15 @@
 
 Writes `data/<k>_rain.png`, `gt/<k>_clean.png` and `mask/<k>_mask.png`
 (0 or 255) under an output folder, rendering drops with
-`tf_deraindrop.synthetic.raindrops.render_raindrops` over clean photos: a folder of the
-user's own, or by default the real photos that ship with scikit-image.
+`tf_deraindrop.synthetic.render.render_raindrops` (the physically based
+renderer, camera set-up `preset`) over clean photos: a folder of the user's
+own, or by default the real photos that ship with scikit-image. The masks
+follow that renderer's rule: where the defocused drop coverage is visible.
 
 Usage:
     deraindrop synthesize --out-dir data/synthetic --pairs-per-image 4 --seed 0
     deraindrop synthesize --clean-dir my_photos --out-dir O --size 480 720
+    deraindrop synthesize --clean-dir my_photos --out-dir O --preset dashcam
     deraindrop synthesize --clean-dir dry_drives/ --every 10 --out-dir O --size 480 720
 
 `--clean-dir` may hold videos too (dry-weather dashcam footage, say), or be
@@ -29,7 +32,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from tf_deraindrop.synthetic.raindrops import MIN_SIDE, check_params, render_raindrops
+from tf_deraindrop.synthetic.presets import DEFAULT_PRESET
+from tf_deraindrop.synthetic.render import MIN_SIDE, check_params, render_raindrops
 from tf_deraindrop.utils.images import (
     IMAGE_SUFFIXES,
     ImageReadError,
@@ -251,6 +255,7 @@ def synthesize_dataset(
     start_index: int = 0,
     on_error: str = "raise",
     every: float = DEFAULT_EVERY,
+    preset: str = DEFAULT_PRESET,
     **params,
 ) -> int:
     """Writes synthetic pairs in the Raindrop layout.
@@ -269,7 +274,9 @@ def synthesize_dataset(
         on_error: `"raise"` to stop at the first bad image, `"skip"` to print a
             message naming it on stderr and go on.
         every: seconds between the frames taken from each video of a folder.
-        **params: raindrop parameters passed to `render_raindrops`.
+        preset: the camera/glass set-up of `render_raindrops`, one of
+            `tf_deraindrop.synthetic.PRESETS`.
+        **params: overrides of the preset's values, passed to `render_raindrops`.
 
     Returns:
         The number of pairs written.
@@ -277,6 +284,8 @@ def synthesize_dataset(
     Raises:
         SynthesisError: a clean image is unreadable or too small (the message
             names it), or there are no clean images.
+        ValueError: an unknown preset or a parameter out of its range.
+        TypeError: an unknown parameter name.
 
     Example:
         >>> synthesize_dataset("synthetic", pairs_per_image=2, size=(192, 256))
@@ -287,7 +296,7 @@ def synthesize_dataset(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if size is not None and min(size) < MIN_SIDE:
         raise SynthesisError(f"size {tuple(size)} is too small: both sides must be >= {MIN_SIDE}")
-    check_params(**params)  # before anything is created
+    check_params(preset, **params)  # before anything is created
     sources = _as_sources(clean_images, every)
     out_dir = Path(out_dir)
     for sub in ("data", "gt", "mask"):
@@ -329,7 +338,7 @@ def synthesize_dataset(
             for j in range(pairs_per_image):
                 rng = np.random.default_rng([seed, i, j])
                 clean = photo if size is None else fit_to_size(photo, size, rng)
-                rainy, mask = render_raindrops(clean, seed=rng, **params)
+                rainy, mask = render_raindrops(clean, seed=rng, preset=preset, **params)
                 _write_pair(out_dir, index, mask.astype(np.uint8) * 255, rainy, clean)
                 index += 1
                 written += 1

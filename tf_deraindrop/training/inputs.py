@@ -24,6 +24,9 @@ from tf_deraindrop.utils.files import atomic_path
 #: Synthetic demo set: every scikit-image photo, resized to this (H, W), this many times.
 DEMO_IMAGE_SIZE = (96, 128)
 DEMO_PAIRS_PER_IMAGE = 8
+#: The renderer of the demo set, written in its `.complete` file: a set rendered
+#: by another (the classic renderer, before this one) is rendered again.
+DEMO_RENDERER = "tf_deraindrop.synthetic.render, preset raindrop-dataset"
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -35,7 +38,9 @@ def ensure_demo_data(path: str, seed: int) -> str:
     """Synthesizes the demo's raindrop pairs into `path` once (atomically, by renaming)."""
     done = os.path.join(path, ".complete")
     if os.path.isfile(done):
-        return path
+        with open(done, encoding="utf-8") as f:
+            if DEMO_RENDERER in f.read():
+                return path
     from tf_deraindrop.synthetic.synthesize import synthesize_dataset
 
     print(f"Synthesizing the demo's raindrop pairs into {path} ...", flush=True)
@@ -47,9 +52,10 @@ def ensure_demo_data(path: str, seed: int) -> str:
             seed=seed,
             size=DEMO_IMAGE_SIZE,
             progress=sys.stderr.isatty(),
+            preset="raindrop-dataset",
         )
         with open(os.path.join(partial, ".complete"), "w", encoding="utf-8") as f:
-            f.write(f"{count} pairs\n")
+            f.write(f"{count} pairs, {DEMO_RENDERER}\n")
     return path
 
 
