@@ -158,15 +158,20 @@ def test_models_are_listed_from_weights_and_models_dir(tmp_path):
     assert names == ["first.keras", "a.keras", "b.tflite", "g.weights.h5", "gen.pkl"]
 
 
+def test_the_built_in_model_is_offered_without_weights():
+    from tf_deraindrop.weights import default_weights
+
+    assert default_weights() is not None and default_weights().endswith("default_student.keras")
+    assert find_models(None, None) == [default_weights()]
+
+
 def test_no_model_is_a_clear_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(handlers, "default_weights", lambda: None)  # an install without one
     assert find_models(None, None) == []
     assert app_cli.main([]) == 2
     assert "pass --weights gen.pkl|model.keras|model.tflite" in capsys.readouterr().err
     assert app_cli.main(["--models-dir", str(tmp_path)]) == 2
     assert "holds none" in capsys.readouterr().err
-    # A default model, once there is one, is plugged in at one place.
-    monkeypatch.setattr(handlers, "default_weights", lambda: "default.keras")
-    assert find_models(None, None) == ["default.keras"]
 
 
 def test_help_says_where_the_app_listens(capsys):

@@ -140,3 +140,27 @@ def test_unreadable_image_is_reported_and_the_rest_written(tmp_path, generator_f
     assert "broken.jpg: not a readable image" in err and "1 of 2 images" in err
     assert "Traceback" not in err
     assert sorted(os.listdir(out)) == ["good.png"]
+
+
+def test_without_weights_the_built_in_model_derains_and_says_so(tmp_path, capsys):
+    from tf_deraindrop.weights import default_model_card
+
+    image = np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "rainy.png")
+    assert predict.main([str(tmp_path / "rainy.png"), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    card = default_model_card()
+    assert "Model: the built-in lite student, trained on synthetic raindrops only" in out
+    assert f"{card['real_pair']['psnr']:.2f} dB" in out and "--weights gen.pkl" in out
+    with Image.open(tmp_path / "out" / "rainy.png") as derained:
+        assert derained.size == (64, 48)
+
+
+def test_without_weights_and_no_built_in_model_it_asks_for_weights(tmp_path, capsys, monkeypatch):
+    import tf_deraindrop.weights as weights
+
+    monkeypatch.setattr(weights, "default_weights", lambda: None)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in.png")
+    assert predict.main([str(tmp_path / "in.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "--weights is required" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ PACKAGE = os.path.join(REPO, "tf_deraindrop")
 # other (without cycles). The entry points (`tf_deraindrop.train`, ...) and
 # `tf_deraindrop.cli` sit on top.
 LAYERS = [
-    ["utils"],
+    ["utils", "weights"],
     ["layers"],
     ["models"],
     ["losses", "metrics", "official"],

@@ -56,9 +56,11 @@ class Cancelled(Exception):
 def default_weights() -> str | None:
     """The model used when neither `--weights` nor `--models-dir` is given (None: there is none).
 
-    The one place to plug in an out-of-the-box model (a download, a packaged file).
+    The package's built-in lite student (`tf_deraindrop.weights`).
     """
-    return None
+    from tf_deraindrop import weights
+
+    return weights.default_weights()
 
 
 def find_models(weights: str | None, models_dir: str | None) -> list[str]:

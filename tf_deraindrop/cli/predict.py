@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights",
-        required=True,
-        help="generator: .keras, .weights.h5, the authors' gen.pkl, or a .tflite export",
+        help="generator: .keras, .weights.h5, the authors' gen.pkl, or a .tflite export "
+        "(default: the built-in lite student, trained on synthetic raindrops only)",
     )
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them"
@@ -135,10 +135,24 @@ def _plan(args) -> tuple[list[Job], dict]:
     return jobs, video_options
 
 
+def _default_weights(args) -> None:
+    """Without `--weights`: the built-in model, said so; raises WeightsError where there is none."""
+    from tf_deraindrop.inference.loading import WeightsError
+    from tf_deraindrop.weights import default_weights, describe_default
+
+    if args.weights is not None:
+        return
+    args.weights = default_weights()
+    if args.weights is None:
+        raise WeightsError("--weights is required: this install has no built-in model")
+    print(f"Model: {describe_default()}.", flush=True)
+
+
 def _load(args):
     """The derainer for `--weights` at the precision asked (its engine printed); WeightsError."""
     from tf_deraindrop.inference.loading import WeightsError, load_derainer
 
+    _default_weights(args)
     try:
         derainer = load_derainer(
             args.weights,
