@@ -61,7 +61,7 @@ def scene_frames(count: int, height: int, width: int, drops: bool = True):
     base = np.asarray(Image.fromarray(photo).resize((width + 256, height + 64))) / 255.0
     rainy_mask = None
     if drops:
-        from tf_deraindrop.synthetic.raindrops import render_raindrops
+        from tf_deraindrop.synthetic.classic import render_raindrops
 
         first = base[:height, :width].astype(np.float32)
         rainy, mask = render_raindrops(first, seed=0, coverage=0.15)

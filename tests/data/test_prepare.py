@@ -11,7 +11,7 @@ from PIL import Image
 from tf_deraindrop.cli import prepare as prepare_cli
 from tf_deraindrop.data import prepare
 from tf_deraindrop.data.masks import compute_mask
-from tf_deraindrop.synthetic.raindrops import render_raindrops
+from tf_deraindrop.synthetic.classic import render_raindrops
 from tf_deraindrop.utils.images import read_image, write_image
 
 SIZE = (64, 80)

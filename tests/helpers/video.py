@@ -16,7 +16,7 @@ def scene(index: int, height: int, width: int) -> np.ndarray:
     import skimage.data
     from PIL import Image
 
-    from tf_deraindrop.synthetic.raindrops import render_raindrops
+    from tf_deraindrop.synthetic.classic import render_raindrops
 
     photo = skimage.data.astronaut()
     base = np.asarray(Image.fromarray(photo).resize((width + 48, height + 24)))
