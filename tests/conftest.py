@@ -7,6 +7,22 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def _one_thread_per_worker() -> None:
+    """One TensorFlow thread per pytest-xdist worker when there are as many workers as cores.
+
+    The workers already keep every core busy, and TensorFlow's own thread pools on top of
+    them only add switching (a part of the suite took 12 % longer with them). Set before
+    TensorFlow loads; child processes inherit it.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and workers >= (os.cpu_count() or 1):
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
+_one_thread_per_worker()
+
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

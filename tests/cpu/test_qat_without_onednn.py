@@ -62,13 +62,14 @@ def test_a_graph_without_dilation_is_left_as_it_is():
 
 
 def test_cli_fine_tunes_with_onednn_off(tmp_path, calibration_dir, generator_file):
-    """`export --qat-steps` exits 0 with TensorFlow's stock CPU kernels (failed before)."""
+    """`export --qat-steps` trains weights and ranges and exports with TensorFlow's stock CPU
+    kernels (it failed there before)."""
     out = tmp_path / "qat.tflite"
     argv = [sys.executable, "-m", "tf_deraindrop", "export", "--weights", str(generator_file)]
     argv += ["--height", "32", "--width", "48", "--quiet", "--quantize", "int8"]
     argv += ["--calibration-dir", calibration_dir, "--calibration-samples", "1"]
-    argv += ["--qat-steps", "1", "--data-dir", calibration_dir, "--qat-crop", "32"]
-    argv += ["--min-psnr", "0", "-o", str(out)]
+    argv += ["--qat-steps", "2", "--data-dir", calibration_dir, "--qat-crop", "32"]
+    argv += ["--qat-range-lr", "3e-3", "--min-psnr", "0", "-o", str(out)]
     done = subprocess.run(
         argv,
         cwd=REPO,
@@ -78,5 +79,6 @@ def test_cli_fine_tunes_with_onednn_off(tmp_path, calibration_dir, generator_fil
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "quantization-aware fine-tuning: 1 steps" in done.stdout and out.is_file()
+    assert "quantization-aware fine-tuning: 2 steps" in done.stdout and out.is_file()
+    assert "ranges trained" in done.stdout
     assert "Fast paths: oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)" in done.stdout

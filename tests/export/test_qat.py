@@ -3,7 +3,9 @@
 A few steps on a small generator at 32 x 48: the graph still converts to a
 valid int8 model that XNNPACK runs in one partition, the fine-tuning
 changes the weights and lowers the int8-simulated error on its crops, and
-bad flags fail before any work with exit status 2.
+bad flags fail before any work with exit status 2. The command line's
+fine-tuning runs in `tests/cpu/test_qat_without_onednn.py`, with the CPU
+kernels that every x86 CPU has.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import numpy as np
 import pytest
 
 from tests.helpers.export import int8_tflite, run_cli, run_frozen
-from tf_deraindrop.cli import export as export_cli
 from tf_deraindrop.export.int8 import qat, qat_training
 from tf_deraindrop.export.samples import synthetic_images
 
@@ -169,18 +170,6 @@ def test_cli_bad_qat_input(tmp_path, calibration_dir, capsys, generator_file):
     code, err = run_cli([*base, *int8, *qat_flags, "--calibrator", "converter"], capsys)
     assert code == 2 and "--calibrator converter" in err
     assert list(out.iterdir()) == []
-
-
-def test_cli_exports_after_fine_tuning(tmp_path, calibration_dir, capsys, generator_file):
-    out = tmp_path / "qat.tflite"
-    argv = ["--weights", str(generator_file), "--height", "32", "--width", "48", "--quiet"]
-    argv += ["--quantize", "int8", "--calibration-dir", calibration_dir]
-    argv += ["--calibration-samples", "2"]
-    argv += ["--qat-steps", "2", "--data-dir", calibration_dir, "--qat-crop", "32", "-o", str(out)]
-    assert export_cli.main([*argv, "--min-psnr", "0", "--qat-range-lr", "3e-3"]) == 0
-    printed = capsys.readouterr().out
-    assert "quantization-aware fine-tuning: 2 steps" in printed and out.is_file()
-    assert "ranges trained" in printed
 
 
 @pytest.mark.parametrize("low, high", [(0.0, 2.0), (-1.5, 0.7), (-3.0, 0.0)])
