@@ -8,17 +8,14 @@ import os
 
 import pytest
 
-from tests.helpers.train import checkpoint_steps, make_pairs, small_run_flags
+from tests.helpers.train import NANO_STUDENT, checkpoint_steps, make_pairs, small_run_flags
 from tf_deraindrop.cli import train as train_module
 
 HUGE_LR = {"g-lr": 1e4, "d-lr": 1e4}
 
 
 def _flags(data_dir, out_dir, **overrides) -> list[str]:
-    # The smallest student: what is tested is the run's bookkeeping, which is the same for
-    # every generator, and the student traces in a fraction of the paper's network's time.
-    student = {"generator": "lite", "lite-preset": "nano"}
-    return small_run_flags(data_dir, out_dir, **{"seed": 3, **student, **overrides})
+    return small_run_flags(data_dir, out_dir, **{"seed": 3, **NANO_STUDENT, **overrides})
 
 
 def _health(out_dir) -> dict:

@@ -16,6 +16,7 @@ import zlib
 import pytest
 
 from tests.helpers.train import (
+    NANO_STUDENT,
     REPO,
     checkpoint_steps,
     env,
@@ -29,10 +30,7 @@ from tf_deraindrop.training.lock import RunLock
 
 
 def _flags(data_dir, out_dir, **overrides) -> list[str]:
-    # The smallest student: what is tested is the run's bookkeeping, which is the same for
-    # every generator, and the student traces in a fraction of the paper's network's time.
-    student = {"generator": "lite", "lite-preset": "nano"}
-    return small_run_flags(data_dir, out_dir, **{"seed": 3, **student, **overrides})
+    return small_run_flags(data_dir, out_dir, **{"seed": 3, **NANO_STUDENT, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import sys
 import textwrap
 import time
 
-from tests.helpers.train import CROP, REPO, env, make_pairs, train_command
+from tests.helpers.train import CROP, NANO_STUDENT, REPO, env, make_pairs, train_command
 
-# The training CLI's runs train the smallest student: the strategy's bookkeeping is the same
-# for every generator, and the paper's network is stepped under the strategy in the script.
-STUDENT = ["--generator", "lite", "--lite-preset", "nano"]
+# The training CLI's runs train the smallest student; the paper's network is stepped under
+# the strategy in the script.
+STUDENT = [part for key, value in NANO_STUDENT.items() for part in (f"--{key}", value)]
 
 TWO_CPUS = textwrap.dedent(
     """
