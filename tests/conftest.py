@@ -12,7 +12,7 @@ def _one_thread_per_worker() -> None:
     """One TensorFlow thread per pytest-xdist worker when there are as many workers as cores.
 
     The workers already keep every core busy, and TensorFlow's own thread pools on top of
-    them only add switching (a part of the suite took 12 % longer with them). Set before
+    them only add switching (a part of the suite took 13 % longer with them). Set before
     TensorFlow loads; child processes inherit it.
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -42,6 +42,11 @@ def make_pairs(root: str | os.PathLike, count: int = 4, size: int = 40, seed: in
 NANO_STUDENT = {"generator": "lite", "lite-preset": "nano"}
 
 
+def as_flags(values: dict) -> list[str]:
+    """`{"steps": 4, "g-lr": 1e4}` -> `["--steps", "4", "--g-lr", "10000.0"]`."""
+    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+
+
 def small_run_flags(data_dir, out_dir, **overrides) -> list[str]:
     """`train` flags of a tiny run (crop `CROP`, checkpoint every 2 steps, no VGG) plus `overrides`.
 
@@ -57,7 +62,7 @@ def small_run_flags(data_dir, out_dir, **overrides) -> list[str]:
         "data-dir": data_dir,
         "out-dir": out_dir,
     }
-    return [part for key, value in values.items() for part in (f"--{key}", str(value))]
+    return as_flags(values)
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -12,11 +12,19 @@ import sys
 import textwrap
 import time
 
-from tests.helpers.train import CROP, NANO_STUDENT, REPO, env, make_pairs, train_command
+from tests.helpers.train import (
+    CROP,
+    NANO_STUDENT,
+    REPO,
+    as_flags,
+    env,
+    make_pairs,
+    train_command,
+)
 
 # The training CLI's runs train the smallest student; the paper's network is stepped under
 # the strategy in the script.
-STUDENT = [part for key, value in NANO_STUDENT.items() for part in (f"--{key}", value)]
+STUDENT = as_flags(NANO_STUDENT)
 
 TWO_CPUS = textwrap.dedent(
     """
